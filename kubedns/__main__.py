@@ -1,0 +1,3 @@
+from kubedns.cli import main
+
+raise SystemExit(main())
