@@ -1,0 +1,143 @@
+"""From query bytes to reply bytes: the answer path's front door, still without I/O.
+
+``Responder.respond`` returns ready bytes for everything it can answer synchronously (the
+cluster zone, errors) and an awaitable only for names it hands to the fallback resolver (the
+forwarder). It is the one place where an exception becomes SERVFAIL and where a packet becomes
+FORMERR, NOTIMP, BADVERS or REFUSED.
+
+The fast path: a cluster answer depends only on the query bytes (less the message ID and the
+name's letter case) and on the index, so replies are cached as wire bytes keyed by exactly
+that, and dropped wholesale when the index generation moves. A hit costs one name walk, one
+dict lookup and two slice assignments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from kubedns.answer.cluster import ClusterZone, Outcome
+from kubedns.answer.fit import TCP_LIMIT, fit
+from kubedns.answer.query import (
+    BADVERS,
+    CLASS_IN,
+    REFUSED,
+    SERVFAIL,
+    Query,
+    QueryError,
+    parse_query,
+)
+from kubedns.answer.wire import RA, Reply, encode, encode_error
+from kubedns.records import AXFR, IXFR
+
+log = logging.getLogger(__name__)
+
+Fallback = Callable[[bytes, Query], Awaitable[bytes]]
+"""Resolves a query the cluster does not own; gets the client's bytes, returns reply bytes."""
+Response = bytes | None | Awaitable[bytes | None]
+FAST_CACHE_LIMIT = 20_000
+
+
+class Responder:
+    """Turns one query packet into the reply bytes (or None to stay silent)."""
+
+    def __init__(self, zone: ClusterZone, *, fallback: Fallback | None = None) -> None:
+        self.zone = zone
+        self.fallback = fallback
+        self._extra_flags = RA if fallback is not None else 0
+        self._fast: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+        self._generation = -1
+
+    def respond(self, data: bytes, *, tcp: bool) -> Response:
+        cache = self._fast[tcp]
+        if self._generation != self.zone.index.generation:
+            self._fast[0].clear()
+            self._fast[1].clear()
+            self._generation = self.zone.index.generation
+        name_end = _name_end(data)
+        key = data[2:12] + data[12:name_end].lower() + data[name_end:] if name_end else b""
+        cached = cache.get(key) if key else None
+        if cached is not None:
+            reply = bytearray(cached)
+            reply[0:2] = data[0:2]
+            reply[12:name_end] = data[12:name_end]
+            return bytes(reply)
+        try:
+            result = self._respond_slow(data, tcp=tcp)
+        except Exception:
+            log.exception("unexpected error answering a query; replying SERVFAIL")
+            return _servfail(data)
+        if isinstance(result, bytes) and key:
+            if len(cache) >= FAST_CACHE_LIMIT:
+                cache.clear()  # bounded without bookkeeping; a burst of unique names is rare
+            cache[key] = result
+            return result
+        return result[0] if isinstance(result, tuple) else result
+
+    def _respond_slow(self, data: bytes, *, tcp: bool) -> bytes | tuple[Response]:
+        """Bytes that may be cached, or a one-tuple holding a reply that must not be."""
+        try:
+            query = parse_query(data)
+        except QueryError as error:
+            return (encode_error(error.id, error.flags, error.rcode, error.question),)
+        if query is None:
+            return (None,)
+        limit = TCP_LIMIT if tcp else query.udp_limit
+        if query.edns is not None and query.edns.version != 0:
+            return fit(query, Reply(rcode=BADVERS), limit=limit)
+        if query.qclass != CLASS_IN or query.qtype in (AXFR, IXFR):
+            return self._refuse(query, limit)
+        outcome = self._authoritative(query)
+        if outcome is None:
+            if self.fallback is None:
+                return self._refuse(query, limit)
+            return (self._forward(data, query, tcp=tcp),)
+        reply = replace(outcome.reply, extra_flags=self._extra_flags)
+        return fit(query, reply, limit=limit)
+
+    def _authoritative(self, query: Query) -> Outcome | None:
+        """The cluster's own answer, or None when the name belongs upstream."""
+        zone = self.zone
+        qname = query.qname
+        if zone.covers(qname):
+            return zone.answer(qname, query.qtype)
+        if zone.reverse_zone_of(qname) and (self.fallback is None or zone.owns_reverse(qname)):
+            return zone.answer(qname, query.qtype)
+        return None
+
+    def _refuse(self, query: Query, limit: int) -> bytes:
+        return fit(query, Reply(rcode=REFUSED, extra_flags=self._extra_flags), limit=limit)
+
+    async def _forward(self, data: bytes, query: Query, *, tcp: bool) -> bytes | None:
+        assert self.fallback is not None
+        try:
+            return await self.fallback(data, query)
+        except Exception:
+            log.exception("unexpected error forwarding %s; replying SERVFAIL", query.qname)
+            return encode(query, Reply(rcode=SERVFAIL, extra_flags=self._extra_flags))
+
+
+def _name_end(data: bytes) -> int:
+    """Offset just past the question name, or 0 when the packet is not a plain query."""
+    pos = 12
+    size = len(data)
+    while pos < size:
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length > 63:
+            return 0
+        pos += length + 1
+    return 0
+
+
+def _servfail(data: bytes) -> bytes | None:
+    """The last line of defence: SERVFAIL echoing the question when the packet allows it."""
+    try:
+        query = parse_query(data)
+        return encode(query, Reply(rcode=SERVFAIL)) if query is not None else None
+    except QueryError as error:
+        return encode_error(error.id, error.flags, SERVFAIL, error.question)
+    except Exception:
+        return None

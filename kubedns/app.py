@@ -1,0 +1,97 @@
+"""The composition root: builds the index, the answer chain and the listeners, and runs them.
+
+The chain is fixed and written once here: the cluster zone answers what it owns; everything
+else goes to the fallback (REFUSED until a forwarder is configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass, field
+
+from kubedns.answer.cluster import ClusterZone
+from kubedns.answer.respond import Responder
+from kubedns.config import Config, ConfigError, HostPort
+from kubedns.index import RecordIndex
+from kubedns.sources.snapshot import load_snapshot
+from kubedns.transport.tcp import TCPServer
+from kubedns.transport.udp import UDPProtocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Server:
+    """One running kubedns: start, serve, stop. Tests drive it in-process."""
+
+    config: Config
+    index: RecordIndex = field(init=False)
+    responder: Responder = field(init=False)
+    address: HostPort = field(init=False)
+    _udp: asyncio.DatagramTransport | None = field(init=False, default=None)
+    _udp_protocol: UDPProtocol | None = field(init=False, default=None)
+    _tcp: asyncio.Server | None = field(init=False, default=None)
+    _tcp_handler: TCPServer | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        namespace, _, name = self.config.dns_service.partition("/")
+        self.index = RecordIndex(zone=self.config.zone, dns_service=(namespace, name))
+        self.responder = Responder(ClusterZone(self.index, self.config))
+        self.address = self.config.listen
+
+    def load_sources(self) -> None:
+        """Fill the index before serving; a broken snapshot stops the start."""
+        if self.config.snapshot is None:
+            raise ConfigError("no cluster data: give --snapshot FILE")
+        for event in load_snapshot(self.config.snapshot):
+            self.index.apply(event)
+        log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        listen = self.config.listen
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        udp_protocol = UDPProtocol(self.responder)
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: udp_protocol, local_addr=(listen.host, listen.port), family=family
+        )
+        self._udp_protocol = udp_protocol
+        port = self._udp.get_extra_info("sockname")[1]
+        self._tcp_handler = TCPServer(self.responder, self.config.tcp)
+        self._tcp = await asyncio.start_server(
+            self._tcp_handler.handle, listen.host, port, family=family, reuse_address=True
+        )
+        self.address = HostPort(listen.host, port)
+        log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
+
+    async def stop(self) -> None:
+        """Close the listeners, then let in-flight work finish."""
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._tcp_handler is not None:
+            self._tcp_handler.close_all()
+        if self._udp is not None:
+            self._udp.close()
+        if self._udp_protocol is not None:
+            await self._udp_protocol.drain()
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+        log.info("stopped")
+
+
+async def run(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    server = Server(config)
+    server.load_sources()
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

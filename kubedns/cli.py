@@ -1,0 +1,86 @@
+"""The command line: argv -> config -> app. The only place that exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kubedns import __version__, app, config, logs
+from kubedns.sources.snapshot import SnapshotError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubedns", description="Cluster DNS server for Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"kubedns {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the cluster zone over UDP and TCP",
+        description="Serve the cluster DNS zone. Flags override the config file.",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="YAML config file")
+    serve.add_argument(
+        "--snapshot",
+        type=Path,
+        metavar="FILE",
+        help="serve the objects in this file (kubectl get namespaces,services,"
+        "endpointslices,pods -A -o yaml) instead of a live cluster",
+    )
+    serve.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address for both UDP and TCP (default 127.0.0.1:5353; [::1]:53 for IPv6)",
+    )
+    serve.add_argument(
+        "--cluster-domain",
+        metavar="DOMAIN",
+        help="the cluster zone to answer for authoritatively (default cluster.local)",
+    )
+    serve.add_argument(
+        "--pods",
+        choices=["disabled", "insecure", "verified"],
+        help="pod A records <a-b-c-d>.<ns>.pod.<zone> (default insecure)",
+    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["json", "text"])
+    return parser
+
+
+def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given on the command line, as dotted config keys."""
+    flags = {
+        "snapshot": args.snapshot,
+        "listen": args.listen,
+        "cluster_domain": args.cluster_domain,
+        "pods": args.pods,
+        "logging.level": args.log_level,
+        "logging.format": args.log_format,
+    }
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(args.config, serve_overrides(args))
+    except config.ConfigError as exc:
+        print(f"kubedns: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(settings.logging)
+    try:
+        asyncio.run(app.run(settings))
+    except (config.ConfigError, SnapshotError) as exc:
+        print(f"kubedns: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"kubedns: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0

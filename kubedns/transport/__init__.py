@@ -1,0 +1,1 @@
+"""Thin asyncio transports: bytes in, ``Responder.respond``, bytes out."""

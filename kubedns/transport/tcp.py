@@ -1,0 +1,56 @@
+"""DNS over TCP (RFC 7766): two-byte length framing, several queries per connection, an idle
+timeout and a cap on connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+
+from kubedns.answer.respond import Responder
+from kubedns.config import TCPConfig
+
+log = logging.getLogger(__name__)
+
+
+class TCPServer:
+    """Serves one listening socket; each connection is handled by its own coroutine."""
+
+    def __init__(self, responder: Responder, settings: TCPConfig) -> None:
+        self.responder = responder
+        self.settings = settings
+        self.connections: set[asyncio.StreamWriter] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self.settings.max_connections:
+            log.warning("tcp: %d connections open, refusing one more", len(self.connections))
+            writer.close()
+            return
+        self.connections.add(writer)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away or idled out: RFC 7766 lets either side close
+        finally:
+            self.connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        idle = self.settings.idle_timeout
+        while True:
+            prefix = await asyncio.wait_for(reader.readexactly(2), idle)
+            (length,) = struct.unpack("!H", prefix)
+            data = await asyncio.wait_for(reader.readexactly(length), idle)
+            result = self.responder.respond(data, tcp=True)
+            if result is not None and not isinstance(result, bytes):
+                result = await result
+            if result is not None:
+                writer.write(struct.pack("!H", len(result)) + result)
+                await writer.drain()
+
+    def close_all(self) -> None:
+        for writer in list(self.connections):
+            writer.close()
