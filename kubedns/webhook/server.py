@@ -49,8 +49,8 @@ class CertificateReloader:
     def __init__(self, cert: Path, key: Path) -> None:
         self._cert = cert
         self._key = key
-        self._identity = self._stat()
         try:
+            self._identity = self._stat()
             self._current = self._load()
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(f"cannot load TLS pair {cert}, {key}: {exc}") from exc
