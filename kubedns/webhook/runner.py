@@ -138,7 +138,13 @@ def live_source(config: Config, catalog: ServiceCatalog) -> SourceRun:
             "the live API watch (kubedns.sources.kube) is not part of this build; "
             "serve a cluster dump with --snapshot FILE instead"
         ) from exc
-    api = kube.api_client_from(config.kubeconfig)
-    source = kube.KubeSource(api, kinds=WATCHED_KINDS, sink=catalog.apply, settings=config)
+    try:
+        api = kube.api_client_from(config.kubeconfig)
+    except kube.KubeConfigError as exc:
+        raise WebhookStartError(str(exc)) from exc
+    # The watch's settings are ``Config.watch`` (WatchConfig), added on the informer branch;
+    # read by name so this branch type-checks before the two are merged.
+    settings = getattr(config, "watch")  # noqa: B009
+    source = kube.KubeSource(api, kinds=WATCHED_KINDS, sink=catalog.apply, settings=settings)
     run: SourceRun = source.run
     return run
