@@ -1,4 +1,4 @@
-"""The HTTPS side of the webhook: ``POST /mutate`` and ``GET /healthz`` with aiohttp.
+"""The HTTPS side of the webhook: ``POST /mutate``, ``GET /healthz`` and ``GET /readyz``.
 
 Two promises shape this module. A malformed or non-v1 AdmissionReview gets HTTP 400 with a
 message saying what is wrong. Anything else that goes wrong inside allows the pod unchanged,
@@ -144,7 +144,13 @@ class ReviewHandler:
         )
 
     async def healthz(self, _request: web.Request) -> web.Response:
-        """200 once the catalogue is synced, so no review is answered from half a cluster."""
+        """Liveness: the server answers. Never tied to sync, or a slow first list would get the
+        webhook restarted by its liveness probe over and over."""
+        return web.Response(text="ok\n")
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """Readiness: 200 once the catalogue is synced, so no review is answered from half a
+        cluster (the Service sends nothing to an unready pod; failurePolicy covers the gap)."""
         if self.catalog.is_synced:
             return web.Response(text="ok\n")
         return web.Response(text="not synced\n", status=503)
@@ -154,6 +160,7 @@ def make_app(handler: ReviewHandler, *, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_post("/mutate", handler.mutate)
     app.router.add_get("/healthz", handler.healthz)
+    app.router.add_get("/readyz", handler.readyz)
     return app
 
 

@@ -127,7 +127,7 @@ async def _wait_healthy(session: aiohttp.ClientSession, url: str, process: Any) 
         if process.poll() is not None:
             raise AssertionError(f"webhook exited early: {process.stderr.read()}")
         try:
-            async with session.get(f"{url}/healthz") as response:
+            async with session.get(f"{url}/readyz") as response:
                 if response.status == 200:
                     return
         except aiohttp.ClientConnectionError:

@@ -222,10 +222,13 @@ async def test_bad_reviews_get_400_with_a_message(
     assert message in answer["error"]
 
 
-async def test_healthz(webhook: tuple[str, Prepared], client: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_health_once_synced(
+    webhook: tuple[str, Prepared], client: aiohttp.ClientSession, path: str
+) -> None:
     url, _ = webhook
-    async with client.get(f"{url}/healthz") as response:
-        assert response.status == 200
+    async with client.get(f"{url}{path}") as response:
+        assert (response.status, await response.text()) == (200, "ok\n")
 
 
 def _settings() -> MutateSettings:
@@ -274,8 +277,10 @@ async def test_unsynced_catalog_is_not_ready_and_admits_unchanged(
 ) -> None:
     server, url = await _serve_handler(ReviewHandler(ServiceCatalog(), _settings()), pki)
     try:
-        async with client.get(f"{url}/healthz") as response:
+        async with client.get(f"{url}/readyz") as response:
             assert response.status == 503
+        async with client.get(f"{url}/healthz") as response:
+            assert response.status == 200
         status, answer = await post(client, url, json.dumps(review(shop_pod(), uid="u2")).encode())
     finally:
         await server.close()
