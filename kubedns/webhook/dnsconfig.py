@@ -95,16 +95,24 @@ def parse_resolv_conf(text: str) -> ResolvConf:
 
 
 def usable_node_searches(node: ResolvConf) -> ResolvConf:
-    """Drop node search domains the API server would refuse in a pod's ``dnsConfig``.
+    """Node search domains in a form the API server accepts in a pod's ``dnsConfig``.
 
     The kubelet writes them into resolv.conf directly, but the webhook writes them into the
-    pod, and an invalid entry there (upper case, underscores) would make the API server reject
-    the pod: the one outcome the webhook must never cause. Each dropped entry is logged.
+    pod, where an invalid entry would make the API server reject the pod: the one outcome the
+    webhook must never cause. Upper case is lowered (DNS names compare case-insensitively, so
+    the resolver behaves the same); entries still invalid (``_``, empty labels) are dropped,
+    each with a warning. Entries over 253 characters are left to the search limits.
     """
-    kept = tuple(s for s in node.searches if _DNS1123_SUBDOMAIN.match(s))
-    for dropped in sorted(set(node.searches) - set(kept)):
-        log.warning("node resolv.conf search domain %r is not a valid DNS name; ignored", dropped)
-    return ResolvConf(node.nameservers, kept, node.options)
+    kept: list[str] = []
+    for search in node.searches:
+        lowered = search.lower()
+        if _DNS1123_SUBDOMAIN.match(lowered):
+            kept.append(lowered)
+        else:
+            log.warning(
+                "node resolv.conf search domain %r is not a valid DNS name; ignored", search
+            )
+    return ResolvConf(node.nameservers, tuple(dict.fromkeys(kept)), node.options)
 
 
 def uses_cluster_dns(*, policy: str, host_network: bool, settings: DNSSettings) -> bool:

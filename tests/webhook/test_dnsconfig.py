@@ -189,6 +189,8 @@ def test_limits_apply_to_the_merged_result() -> None:
     assert config["searches"][:4] == [*CLUSTER_SEARCHES, "host.domain"]
 
 
-def test_invalid_node_searches_are_dropped_before_they_reach_a_pod() -> None:
-    node = parse_resolv_conf("search good.example Bad.Example under_score.example\n")
-    assert usable_node_searches(node).searches == ("good.example",)
+def test_node_searches_are_made_acceptable_to_the_api_before_they_reach_a_pod() -> None:
+    node = parse_resolv_conf("search good.example Bad.Example under_score.example a..b\n")
+    assert usable_node_searches(node).searches == ("good.example", "bad.example")
+    long = parse_resolv_conf("search " + "a" * 300 + "\n")
+    assert usable_node_searches(long).searches == ("a" * 300,)  # left to fit_searches

@@ -60,4 +60,4 @@ def test_mutate_settings_dedupe_dns_and_strip_the_domain_dot() -> None:
     settings = mutate_settings(config, parse_resolv_conf("search a.example B.example\n"))
     assert settings.dns.cluster_dns == ("10.0.0.10",)
     assert settings.dns.cluster_domain == "cluster.local"
-    assert settings.dns.node.searches == ("a.example",)
+    assert settings.dns.node.searches == ("a.example", "b.example")
