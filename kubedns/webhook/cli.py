@@ -17,6 +17,7 @@ from typing import Any
 
 from kubedns.config import ConfigError, load
 from kubedns.webhook.runner import WebhookStartError, prepare, serve
+from kubedns.webhook.server import ListenError
 
 EXIT_USAGE = 2
 
@@ -88,7 +89,11 @@ def run_webhook(args: argparse.Namespace) -> int:
     except (ConfigError, WebhookStartError) as exc:
         print(f"kubedns webhook: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    asyncio.run(_serve_until_signal(prepared))
+    try:
+        asyncio.run(_serve_until_signal(prepared))
+    except ListenError as exc:
+        print(f"kubedns webhook: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -43,6 +43,10 @@ class CertificateError(RuntimeError):
     """The serving certificate or key cannot be loaded at start-up."""
 
 
+class ListenError(RuntimeError):
+    """The listening socket cannot be bound (address in use, no permission)."""
+
+
 class CertificateReloader:
     """Serves the newest loadable certificate pair to every new TLS connection."""
 
@@ -177,10 +181,7 @@ class WebhookServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
+        sock = self._bind()
         self._runner = web.AppRunner(self._app, access_log=None)
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, ssl_context=self._certificates.server_context)
@@ -188,6 +189,17 @@ class WebhookServer:
         port: int = sock.getsockname()[1]
         log.info("webhook serving HTTPS on %s port %d", self._host, port)
         return port
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"cannot listen on {self._host} port {self._port}: {exc}") from exc
+        return sock
 
     async def close(self) -> None:
         if self._runner is not None:

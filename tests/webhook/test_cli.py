@@ -98,6 +98,23 @@ def test_missing_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "cannot load TLS pair" in capsys.readouterr().err
 
 
+def test_a_busy_port_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authority = new_authority()
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    issue(authority, cert, key)
+    snapshot = tmp_path / "s.json"
+    snapshot.write_text('{"kind": "List", "items": []}')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = [f"--listen=127.0.0.1:{port}", f"--tls-cert={cert}", f"--tls-key={key}"]
+        assert run_webhook(parse([*argv, f"--snapshot={snapshot}"])) == 2
+    assert f"cannot listen on 127.0.0.1 port {port}" in capsys.readouterr().err
+
+
 def test_kubeconfig_without_the_watch_module_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
