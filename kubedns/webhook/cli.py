@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedns.config import ConfigError, load
-from kubedns.webhook.runner import WebhookStartError, prepare, serve
+from kubedns.webhook.runner import Prepared, WebhookStartError, prepare, serve
 from kubedns.webhook.server import ListenError
 
 EXIT_USAGE = 2
@@ -97,7 +97,7 @@ def run_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_until_signal(prepared: Any) -> None:
+async def _serve_until_signal(prepared: Prepared) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,6 +13,7 @@ from kubedns.webhook.dnsconfig import (
     cluster_dns_config,
     fit_nameservers,
     fit_searches,
+    merge_options,
     parse_resolv_conf,
     usable_node_searches,
     uses_cluster_dns,
@@ -194,3 +195,27 @@ def test_node_searches_are_made_acceptable_to_the_api_before_they_reach_a_pod() 
     assert usable_node_searches(node).searches == ("good.example", "bad.example")
     long = parse_resolv_conf("search " + "a" * 300 + "\n")
     assert usable_node_searches(long).searches == ("a" * 300,)  # left to fit_searches
+
+
+@pytest.mark.parametrize(
+    ("base", "overrides", "expected"),
+    [
+        # The cases of the kubelet's TestMergeDNSOptions (which compares them as sets; the
+        # order here is the webhook's documented first-seen order).
+        (["ndots:5", "debug"], [], ["ndots:5", "debug"]),
+        (
+            ["ndots:5", "debug"],
+            [("single-request", None), ("attempts", "3")],
+            ["ndots:5", "debug", "single-request", "attempts:3"],
+        ),
+        (
+            ["ndots:5", "debug"],
+            [("ndots", "3"), ("debug", None), ("single-request", None), ("attempts", "3")],
+            ["ndots:3", "debug", "single-request", "attempts:3"],
+        ),
+    ],
+)
+def test_merge_options(
+    base: list[str], overrides: list[tuple[str, str | None]], expected: list[str]
+) -> None:
+    assert merge_options(base, overrides) == expected
