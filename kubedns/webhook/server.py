@@ -58,6 +58,7 @@ class CertificateReloader:
             self._current = self._load()
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(f"cannot load TLS pair {cert}, {key}: {exc}") from exc
+        self._failed_identity: _FileIdentity = ()
         self.server_context = self._current
         # The listening socket keeps this first context for ever; the callback, run during
         # each handshake, moves the connection to the newest context.
@@ -70,11 +71,14 @@ class CertificateReloader:
         except OSError as exc:
             log.warning("cannot stat the TLS files, keeping the current pair: %s", exc)
             return
-        if identity == self._identity:
+        if identity in (self._identity, self._failed_identity):
             return
         try:
             self._current = self._load()
         except (OSError, ssl.SSLError) as exc:
+            # Remembered so a broken pair is reported once, not on every handshake; any new
+            # change to either file (the missing half of a rotation) is tried again.
+            self._failed_identity = identity
             WEBHOOK_CERT_RELOADS.labels("failed").inc()
             log.warning("cannot load the changed TLS pair, keeping the current one: %s", exc)
             return

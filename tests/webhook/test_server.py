@@ -314,5 +314,18 @@ async def test_half_written_rotation_keeps_the_old_certificate(
 ) -> None:
     url, _ = webhook
     first = await _served_serial(url, pki)
+    failed = (
+        REGISTRY.get_sample_value("kubedns_webhook_certificate_reloads_total", {"result": "failed"})
+        or 0.0
+    )
     pki.cert.write_text("-----BEGIN CERTIFICATE-----\ntruncated")
     assert await _served_serial(url, pki) == first
+    assert await _served_serial(url, pki) == first
+    # Reported once for the broken pair, not once per handshake.
+    assert (
+        REGISTRY.get_sample_value("kubedns_webhook_certificate_reloads_total", {"result": "failed"})
+        == failed + 1
+    )
+    # Completing the rotation is picked up.
+    rotated = issue(pki.authority, pki.cert, pki.key)
+    assert await _served_serial(url, pki) == rotated
