@@ -40,8 +40,12 @@ def add_webhook_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (re-read)")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key (re-read)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--snapshot", metavar="FILE", help="serve Services from a dump")
-    source.add_argument("--kubeconfig", metavar="FILE", help="watch this cluster")
+    source.add_argument(
+        "--snapshot", metavar="FILE", help="Services and ConfigMaps from a kubectl dump"
+    )
+    source.add_argument(
+        "--kubeconfig", metavar="FILE", help="watch this cluster (in a pod: omit both)"
+    )
     parser.add_argument("--cluster-domain", metavar="DOMAIN", help="the kubelet's --cluster-domain")
     parser.add_argument(
         "--cluster-dns",

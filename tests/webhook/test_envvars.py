@@ -192,8 +192,8 @@ def test_colliding_names_take_the_later_service_in_name_order_and_keep_position(
     clash = service("ns", "foo-port-80-tcp", "10.0.0.2", [("", 99, "TCP")])
     chosen = select_services([clash, foo], namespace="ns", enable_service_links=True)
     variables = from_services(chosen)
-    # FOO_PORT_80_TCP_PORT is foo's link variable and clash's _PORT (its first port's URL is
-    # FOO_PORT_80_TCP_PORT too): "foo" sorts first, so the later "foo-port-80-tcp" wins.
+    # Both produce FOO_PORT_80_TCP_PORT: foo as its port-80 link variable ("80"), the other as
+    # its first-port URL. "foo" sorts first, so "foo-port-80-tcp" (later) gives the value.
     assert variables["FOO_PORT_80_TCP_PORT"] == "tcp://10.0.0.2:99"
     names = list(variables)
     assert names.index("FOO_PORT_80_TCP_PORT") < names.index("FOO_PORT_80_TCP_ADDR")
