@@ -75,6 +75,35 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """The mutating admission webhook (``kubedns webhook``): resolv.conf and service variables.
+
+    The DNS fields mirror the kubelet flags of the same meaning, so the webhook writes exactly
+    what the kubelet on the node would have written (see ``kubedns/webhook/``).
+    """
+
+    listen: HostPort = field(default_factory=lambda: HostPort("0.0.0.0", 8443))
+    """Where HTTPS is served (``POST /mutate``, ``GET /healthz``); 8443 needs no privileges."""
+    tls_cert: Path | None = None
+    """PEM certificate chain; re-read when the file changes (cert-manager rotates it)."""
+    tls_key: Path | None = None
+    """PEM private key matching ``tls_cert``; re-read together with it."""
+    cluster_dns: tuple[str, ...] = ()
+    """The kubelet's ``--cluster-dns``: nameserver IPs for ClusterFirst pods. Empty means none,
+    and then, as on the kubelet, ClusterFirst pods keep the node's resolver (left alone)."""
+    node_resolv_conf: Path | None = None
+    """The kubelet's ``--resolv-conf``: the node's resolv.conf whose search domains ClusterFirst
+    pods inherit. None (``--node-resolv-conf=``) means no node file, as the kubelet's empty
+    value. The webhook's own /etc/resolv.conf is a pod's, so there is no useful default."""
+    opt_out_annotation: str = "kubedns.io/inject"
+    """A pod annotated with this name and the value ``"false"`` is admitted unchanged."""
+    marker_annotation: str = "kubedns.io/injected"
+    """Written on every pod the webhook changes, so a re-invocation leaves it alone."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest AdmissionReview accepted; the API server caps objects at about 3 MiB."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every field has a default that suits a cluster."""
 
@@ -95,6 +124,7 @@ class Config:
     ttl: TTLConfig = field(default_factory=TTLConfig)
     tcp: TCPConfig = field(default_factory=TCPConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
     @property
     def zone(self) -> str:
@@ -260,3 +290,16 @@ def _validate(config: Config) -> None:
         raise ConfigError("ttl values must fit in 31 bits (RFC 2181)")
     if config.tcp.max_connections < 1:
         raise ConfigError("tcp.max_connections must be at least 1")
+    _validate_webhook(config.webhook)
+
+
+def _validate_webhook(webhook: WebhookConfig) -> None:
+    for index, ip in enumerate(webhook.cluster_dns):
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ConfigError(f"webhook.cluster_dns[{index}] {ip!r} is not an IP address") from None
+    for key in ("opt_out_annotation", "marker_annotation"):
+        name = getattr(webhook, key)
+        if not name or " " in name or name.count("/") > 1:
+            raise ConfigError(f"webhook.{key} {name!r} is not an annotation name")

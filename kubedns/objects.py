@@ -55,6 +55,10 @@ class Service:
     ports: tuple[ServicePort, ...]
     external_name: str = ""
     publish_not_ready: bool = False
+    cluster_ip: str = ""
+    """``spec.clusterIP`` exactly as the API spells it (not normalised), empty when headless or
+    ExternalName. The kubelet writes this string into service environment variables, so the
+    webhook must reproduce it byte for byte (``2001:DB8::`` stays upper case)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,8 +149,10 @@ def from_raw(kind: str, raw: Mapping[str, Any]) -> SlimObject:
         case "Pod":
             return Pod(reader.namespace, reader.name, _pod_ips(reader))
         case "ConfigMap":
-            data = {**reader.mapping(raw, "data"), **reader.mapping(raw, "binaryData")}
-            return ConfigMap(reader.namespace, reader.name, tuple(sorted(data)))
+            # Only ``data``: the kubelet's envFrom reads ``data`` and never ``binaryData``.
+            return ConfigMap(
+                reader.namespace, reader.name, tuple(sorted(reader.mapping(raw, "data")))
+            )
     raise ValueError(f"kind {kind!r} is not one kubedns reads")
 
 
@@ -228,6 +234,7 @@ def _service(reader: _Reader) -> Service:
     else:
         external = ""
         cluster_ips = _cluster_ips(reader, spec)
+    primary = _primary_cluster_ip(spec) if cluster_ips else ""
     ports = tuple(
         ServicePort(
             name=reader.text(p, "name", f"spec.ports[{i}]."),
@@ -244,7 +251,20 @@ def _service(reader: _Reader) -> Service:
         ports=ports,
         external_name=external,
         publish_not_ready=spec.get("publishNotReadyAddresses") is True,
+        cluster_ip=primary,
     )
+
+
+def _primary_cluster_ip(spec: Mapping[str, Any]) -> str:
+    """The raw primary address: ``spec.clusterIP``, else the first of ``spec.clusterIPs``.
+
+    Only called once ``_cluster_ips`` has validated the values, so both are strings here.
+    """
+    single = spec.get("clusterIP")
+    if isinstance(single, str) and single:
+        return single
+    listed = spec.get("clusterIPs")
+    return str(listed[0]) if isinstance(listed, list) and listed else ""
 
 
 def _cluster_ips(reader: _Reader, spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,0 +1,114 @@
+"""AdmissionReview v1 on the wire: parsing requests and building responses.
+
+Only ``admission.k8s.io/v1`` is spoken (v1beta1 is gone from supported API servers). A body
+that is not a v1 AdmissionReview about a Pod raises ``ReviewError``, which the server turns
+into HTTP 400 with the message; the response to a good request always echoes its ``uid``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+
+
+class ReviewError(ValueError):
+    """The body is not an AdmissionReview v1 request this webhook can answer."""
+
+
+class GroupVersionKind(TypedDict):
+    group: str
+    version: str
+    kind: str
+
+
+class AdmissionRequest(TypedDict):
+    """The fields of ``request`` the webhook reads."""
+
+    uid: str
+    kind: GroupVersionKind
+    operation: str
+    namespace: NotRequired[str]
+    subResource: NotRequired[str]
+    object: NotRequired[dict[str, Any]]
+    oldObject: NotRequired[dict[str, Any] | None]
+    dryRun: NotRequired[bool]
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    warnings: NotRequired[list[str]]
+
+
+class AdmissionReview(TypedDict):
+    apiVersion: str
+    kind: str
+    request: NotRequired[AdmissionRequest]
+    response: NotRequired[AdmissionResponse]
+
+
+class PatchOp(TypedDict):
+    """One RFC 6902 operation; the webhook only emits ``add``."""
+
+    op: Literal["add"]
+    path: str
+    value: Any
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    """The request of an AdmissionReview v1 about a Pod, or ``ReviewError`` saying why not."""
+    try:
+        review = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReviewError(f"body is not JSON: {exc}") from exc
+    if not isinstance(review, dict):
+        raise ReviewError("body is not a JSON object")
+    if review.get("apiVersion") != API_VERSION or review.get("kind") != KIND:
+        found = f"{review.get('apiVersion')!r}/{review.get('kind')!r}"
+        raise ReviewError(f"expected apiVersion {API_VERSION!r} kind {KIND!r}, got {found}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise ReviewError("AdmissionReview has no request object")
+    return _check_request(request)
+
+
+def _check_request(request: dict[str, Any]) -> AdmissionRequest:
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ReviewError("request.uid is missing")
+    kind = request.get("kind")
+    if not isinstance(kind, dict) or _gvk(kind) != ("", "v1", "Pod"):
+        raise ReviewError(f"request {uid}: request.kind must be core/v1 Pod, got {kind!r}")
+    if not isinstance(request.get("operation"), str):
+        raise ReviewError(f"request {uid}: request.operation is missing")
+    for field in ("object", "oldObject"):
+        if request.get(field) is not None and not isinstance(request[field], dict):
+            raise ReviewError(f"request {uid}: request.{field} must be an object")
+    if request["operation"] in ("CREATE", "UPDATE") and request.get("object") is None:
+        raise ReviewError(f"request {uid}: request.object is missing for {request['operation']}")
+    # Every field read later has been checked above; the rest is carried along untouched.
+    return cast(AdmissionRequest, request)
+
+
+def _gvk(kind: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (kind.get("group"), kind.get("version"), kind.get("kind"))
+
+
+def to_review(uid: str, patch: Sequence[PatchOp]) -> AdmissionReview:
+    """An allowing response; the patch travels base64-encoded, as the API requires."""
+    response = AdmissionResponse(uid=uid, allowed=True)
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(list(patch)).encode()).decode("ascii")
+    return AdmissionReview(apiVersion=API_VERSION, kind=KIND, response=response)
+
+
+def review_bytes(review: Mapping[str, Any]) -> bytes:
+    return json.dumps(review, separators=(",", ":")).encode()

@@ -1,0 +1,150 @@
+"""Composition of the webhook: settings, the service catalogue, its source and the server.
+
+``prepare`` does everything that can fail because of the operator's input (node resolv.conf,
+snapshot, certificates, a missing watch module) before anything listens, raising
+``WebhookStartError`` with a message for the command line. ``serve`` then runs until ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubedns.config import Config
+from kubedns.sources.snapshot import SnapshotError, load_snapshot
+from kubedns.webhook.dnsconfig import (
+    DNSSettings,
+    ResolvConf,
+    parse_resolv_conf,
+    usable_node_searches,
+)
+from kubedns.webhook.mutate import MutateSettings
+from kubedns.webhook.server import (
+    CertificateError,
+    CertificateReloader,
+    ReviewHandler,
+    WebhookServer,
+    make_app,
+)
+from kubedns.webhook.store import WATCHED_KINDS, ServiceCatalog
+
+log = logging.getLogger(__name__)
+
+SourceRun = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class WebhookStartError(RuntimeError):
+    """The webhook cannot start; the message names the file or setting at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    server: WebhookServer
+    catalog: ServiceCatalog
+    source: SourceRun | None
+    """The live watch to run alongside the server; None when serving a snapshot."""
+
+
+def prepare(config: Config) -> Prepared:
+    webhook = config.webhook
+    if webhook.tls_cert is None or webhook.tls_key is None:
+        raise WebhookStartError("the webhook serves HTTPS only: give --tls-cert and --tls-key")
+    settings = mutate_settings(config, read_node_resolv_conf(webhook.node_resolv_conf))
+    catalog = ServiceCatalog()
+    source = None
+    if config.snapshot is not None:
+        try:
+            for event in load_snapshot(config.snapshot, kinds=WATCHED_KINDS):
+                catalog.apply(event)
+        except SnapshotError as exc:
+            raise WebhookStartError(str(exc)) from exc
+    else:
+        source = live_source(config, catalog)
+    try:
+        certificates = CertificateReloader(webhook.tls_cert, webhook.tls_key)
+    except CertificateError as exc:
+        raise WebhookStartError(str(exc)) from exc
+    app = make_app(ReviewHandler(catalog, settings), max_body_bytes=webhook.max_body_bytes)
+    host, port = webhook.listen.host, webhook.listen.port
+    server = WebhookServer(app, host=host, port=port, certificates=certificates)
+    return Prepared(server, catalog, source)
+
+
+async def serve(prepared: Prepared, *, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; the watch (if any) runs as a named task beside it."""
+    await prepared.server.start()
+    watch: asyncio.Task[None] | None = None
+    if prepared.source is not None:
+        watch = asyncio.create_task(prepared.source(stop), name="webhook-watch")
+    try:
+        await stop.wait()
+    finally:
+        await prepared.server.close()
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+
+def mutate_settings(config: Config, node: ResolvConf) -> MutateSettings:
+    webhook = config.webhook
+    dns = DNSSettings(
+        cluster_dns=tuple(dict.fromkeys(canonical_ip(ip) for ip in webhook.cluster_dns)),
+        cluster_domain=config.cluster_domain.rstrip("."),
+        node=usable_node_searches(node),
+    )
+    return MutateSettings(
+        dns=dns,
+        opt_out_annotation=webhook.opt_out_annotation,
+        marker_annotation=webhook.marker_annotation,
+    )
+
+
+def canonical_ip(text: str) -> str:
+    """The IP as the kubelet prints it (Go's ``net.IP.String``): mapped IPv4 as IPv4."""
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def read_node_resolv_conf(path: Path | None) -> ResolvConf:
+    """The node's resolv.conf, read once at start; None (``--node-resolv-conf=``) is empty."""
+    if path is None:
+        return ResolvConf()
+    try:
+        return parse_resolv_conf(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as exc:
+        raise WebhookStartError(f"cannot read node resolv.conf {path}: {exc.strerror}") from exc
+
+
+def live_source(config: Config, catalog: ServiceCatalog) -> SourceRun:
+    """The API watch feeding the catalogue, from ``kubedns.sources.kube`` when it is present.
+
+    That module is written in parallel; importing it by name keeps this package importable
+    (and type-checked) without it, and its absence is an operator-facing error, not a crash.
+    """
+    try:
+        kube = importlib.import_module("kubedns.sources.kube")
+    except ModuleNotFoundError as exc:
+        raise WebhookStartError(
+            "the live API watch (kubedns.sources.kube) is not part of this build; "
+            "serve a cluster dump with --snapshot FILE instead"
+        ) from exc
+    try:
+        api = kube.api_client_from(config.kubeconfig)
+    except kube.KubeConfigError as exc:
+        raise WebhookStartError(str(exc)) from exc
+    # The watch's settings are ``Config.watch`` (WatchConfig), added on the informer branch;
+    # read by name so this branch type-checks before the two are merged.
+    settings = getattr(config, "watch")  # noqa: B009
+    source = kube.KubeSource(api, kinds=WATCHED_KINDS, sink=catalog.apply, settings=settings)
+    run: SourceRun = source.run
+    return run
