@@ -16,11 +16,13 @@ from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
 from kubedns.index import RecordIndex
+from kubedns.objects import Kind
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport.tcp import TCPServer
 from kubedns.transport.udp import UDPProtocol
 
 log = logging.getLogger(__name__)
+DNS_KINDS: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice", "Pod")
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Server:
         """Fill the index before serving; a broken snapshot stops the start."""
         if self.config.snapshot is None:
             raise ConfigError("no cluster data: give --snapshot FILE")
-        for event in load_snapshot(self.config.snapshot):
+        for event in load_snapshot(self.config.snapshot, kinds=DNS_KINDS):
             self.index.apply(event)
         log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
 

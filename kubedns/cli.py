@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubedns import __version__, app, config, logs
 from kubedns.sources.snapshot import SnapshotError
+from kubedns.webhook.cli import add_webhook_parser
 
 EXIT_USAGE = 2
 
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["json", "text"])
+    serve.set_defaults(handler=run_serve)
+    add_webhook_parser(commands)
     return parser
 
 
@@ -69,6 +72,11 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = config.load(args.config, serve_overrides(args))
     except config.ConfigError as exc:
