@@ -70,6 +70,15 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in flags.items() if value is not None}
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: it roughly doubles UDP throughput (see BENCHMARKS.md)."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional at run time
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
@@ -84,11 +93,12 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logs.setup(settings.logging)
     try:
-        asyncio.run(app.run(settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(app.run(settings))
     except (config.ConfigError, SnapshotError) as exc:
         print(f"kubedns: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"kubedns: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
+        print(f"kubedns: cannot listen on {settings.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
