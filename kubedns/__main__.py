@@ -1,3 +1,3 @@
-from kubedns.cli import main
+from kubedns.cli import main  # type: ignore[import-not-found, unused-ignore]
 
 raise SystemExit(main())
