@@ -125,7 +125,10 @@ def _capped(kind: Kind, ttls: list[int], cap: int) -> Lifetime | None:
 def _negative_ttl(reply: bytes, scanned: Message) -> int | None:
     for record in scanned.section(wire.SECTION_AUTHORITY):
         if record.rtype == wire.TYPE_SOA:
-            return min(record.ttl, wire.soa_minimum(reply, record))
+            try:
+                return min(record.ttl, wire.soa_minimum(reply, record))
+            except wire.WireError:
+                return None  # a mangled SOA gives no TTL to trust; relay, do not cache
     return None
 
 

@@ -177,7 +177,7 @@ def _read_question(data: bytes, pos: int) -> tuple[Question, int]:
     if pos + 4 > len(data):
         raise WireError("question type and class run past the end")
     qtype, qclass = struct.unpack_from("!HH", data, pos)
-    return Question(data[start:pos], qtype, qclass), pos + 4
+    return Question(bytes(data[start:pos]), qtype, qclass), pos + 4
 
 
 def _skip_name(data: bytes, pos: int) -> int:

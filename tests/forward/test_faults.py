@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import dns.flags
 import dns.rcode
@@ -321,3 +322,41 @@ async def test_lru_eviction_is_counted() -> None:
         assert sample("coredns_cache_evictions_total", type="success") - before == 1
         await ask(forwarder, "t1.test.", "A")  # evicted: asked again
         assert upstream.count() == 4
+
+
+def _with_bad_soa(data: bytes) -> bytes:
+    """An NXDOMAIN whose SOA RDATA is four bytes: walkable, but no MINIMUM to read."""
+    reply = reply_to(data, rcode=3)
+    reply.header.auth = 1
+    head = bytearray(reply.pack())
+    head[8:10] = b"\x00\x01"  # NSCOUNT 1
+    return bytes(head) + b"\x00" + bytes([0, 6, 0, 1, 0, 0, 0, 60, 0, 4]) + b"\x01\x02\x03\x04"
+
+
+async def test_mangled_soa_is_relayed_but_not_cached() -> None:
+    async def bad_soa(data: bytes, _proto: str) -> list[bytes]:
+        return [_with_bad_soa(data)]
+
+    async with FakeUpstream(bad_soa) as upstream:
+        forwarder = Forwarder(forward_config(upstream.address), CacheConfig())
+        for _ in range(2):
+            reply = await forwarder.resolve(dnslib.DNSRecord.question("u.test.").pack())
+            assert reply[3] & 0xF == 3
+        assert upstream.count() == 2
+
+
+async def test_random_junk_after_a_valid_question_never_crashes() -> None:
+    rng = random.Random(4)
+
+    async def junk(data: bytes, proto: str) -> list[bytes]:
+        query_end = len(dnslib.DNSRecord.parse(data).pack())
+        header = bytearray(reply_to(data).pack()[:query_end])
+        header[6:12] = bytes(rng.randrange(4) for _ in range(6))  # random record counts
+        tail = bytes(rng.randrange(256) for _ in range(rng.randrange(60)))
+        return [bytes(header) + tail, *await answer_a("192.0.2.40")(data, proto)]
+
+    async with FakeUpstream(junk) as upstream:
+        forwarder = Forwarder(forward_config(upstream.address), CacheConfig())
+        for i in range(50):
+            reply = await ask(forwarder, f"v{i}.test.", "A")
+            assert reply.rcode() == dns.rcode.NOERROR
