@@ -88,6 +88,7 @@ class Forwarder:
         self._cache = ReplyCache(cache, clock=clock)
         self._guard = LoopGuard()
         self._in_flight = 0
+        self._pending: dict[CacheKey, asyncio.Future[tuple[bytes, Message]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- construction ---------------------------------------------------------------------
@@ -155,13 +156,22 @@ class Forwarder:
 
     # -- answering ------------------------------------------------------------------------
 
-    async def resolve(self, query: bytes) -> bytes:
+    async def resolve(self, query: bytes, *, udp_limit: int | None = None) -> bytes:
         """The reply to one client query (wire format in and out).
+
+        With ``udp_limit`` (the UDP client's size: 512, or its EDNS payload size), a larger
+        reply is cut to header, question and OPT with TC set, so the client retries over TCP.
+        Without it the reply is whole, as a TCP client needs it.
 
         Raises ``wire.WireError`` (a ``ValueError``) if ``query`` is not a standard query with
         one question; the transport answers FORMERR or drops, as for any malformed packet.
         """
-        scanned = wire.scan(query)
+        reply = await self._answer(wire.scan(query))
+        if udp_limit is not None and len(reply) > udp_limit:
+            return wire.fit_udp(reply, wire.scan(reply), limit=udp_limit)
+        return reply
+
+    async def _answer(self, scanned: Message) -> bytes:
         question = scanned.question
         if question is None or scanned.is_response or scanned.opcode != 0:
             raise wire.WireError("not a standard query with one question")
@@ -178,25 +188,53 @@ class Forwarder:
         return await self._forward(scanned, question, key)
 
     async def _forward(self, scanned: Message, question: Question, key: CacheKey) -> bytes:
-        if self._in_flight >= self._config.max_concurrent:
-            metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
-            return wire.error_reply(scanned, rcode=wire.REFUSED)
+        shared = self._pending.get(key)
+        try:
+            if shared is not None:
+                # shield: a follower giving up must not cancel the answer others wait for.
+                reply, replied = await asyncio.shield(shared)
+            elif self._in_flight >= self._config.max_concurrent:
+                metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
+                return wire.error_reply(scanned, rcode=wire.REFUSED)
+            else:
+                reply, replied = await self._lead(scanned, question, key)
+        except AllUpstreamsFailedError as exc:
+            log.info("%s", exc)
+            return self._fail(scanned, question, key)
+        return bytes(wire.to_client(reply, replied, qid=scanned.id, question=question))
+
+    async def _lead(
+        self, scanned: Message, question: Question, key: CacheKey
+    ) -> tuple[bytes, Message]:
+        """Ask the upstreams once for everyone who asks the same question meanwhile.
+
+        Coalescing (as dnsmasq does) keeps a burst of identical queries, such as many pods
+        starting at once, from becoming a burst of identical upstream queries. Only the leader
+        holds a ``max_concurrent`` slot: followers cost no upstream traffic.
+        """
+        shared: asyncio.Future[tuple[bytes, Message]] = asyncio.get_running_loop().create_future()
+        self._pending[key] = shared
         pool = self._router.route(question.to_text())
         deadline = asyncio.get_running_loop().time() + self._config.timeout
         self._in_flight += 1
         try:
-            reply, replied = await pool.exchange(
+            result = await pool.exchange(
                 question,
                 lambda qid: wire.build_query(question, qid=qid, template=scanned),
                 deadline=deadline,
             )
-        except AllUpstreamsFailedError as exc:
-            log.info("%s", exc)
-            return self._fail(scanned, question, key)
+        except BaseException as exc:
+            if not isinstance(exc, AllUpstreamsFailedError):
+                exc = AllUpstreamsFailedError(f"{question.to_text()}: abandoned ({exc!r})")
+            shared.set_exception(exc)
+            shared.exception()  # retrieved: there may be no follower to do it
+            raise
         finally:
             self._in_flight -= 1
-        self._cache.store(key, reply, replied)
-        return bytes(wire.to_client(reply, replied, qid=scanned.id, question=question))
+            del self._pending[key]
+        shared.set_result(result)
+        self._cache.store(key, *result)
+        return result
 
     def _fail(self, scanned: Message, question: Question, key: CacheKey) -> bytes:
         stale = self._cache.stale(key)

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import dns.flags
+import dns.message
 import dns.rcode
 import dnslib
 from prometheus_client import REGISTRY
@@ -360,3 +361,39 @@ async def test_random_junk_after_a_valid_question_never_crashes() -> None:
         for i in range(50):
             reply = await ask(forwarder, f"v{i}.test.", "A")
             assert reply.rcode() == dns.rcode.NOERROR
+
+
+async def test_identical_queries_in_flight_share_one_upstream_query() -> None:
+    release = asyncio.Event()
+
+    async def held(data: bytes, proto: str) -> list[bytes]:
+        await release.wait()
+        return await answer_a("192.0.2.41")(data, proto)
+
+    async with FakeUpstream(held) as upstream:
+        forwarder = Forwarder(forward_config(upstream.address, max_concurrent=1), CacheConfig())
+        names = ["w.test.", "W.TEST.", "w.Test."]
+        waiting = [asyncio.create_task(ask(forwarder, name, "A")) for name in names]
+        await wait_for(lambda: upstream.count() == 1)
+        release.set()
+        replies = [await task for task in waiting]
+        assert upstream.count() == 1
+        for name, reply in zip(names, replies, strict=True):
+            assert answer_lines(reply) == [f"{name} 300 IN A 192.0.2.41"]
+
+
+async def test_udp_limit_cuts_a_large_reply_with_tc() -> None:
+    async def large(data: bytes, _proto: str) -> list[bytes]:
+        reply = reply_to(data)
+        for i in range(60):
+            rdata = dnslib.A(f"192.0.2.{i}")
+            reply.add_answer(dnslib.RR(reply.q.qname, dnslib.QTYPE.A, rdata=rdata, ttl=60))
+        return [reply.pack()]
+
+    async with FakeUpstream(large) as upstream:
+        forwarder = Forwarder(forward_config(upstream.address), CacheConfig())
+        query = dns.message.make_query("big.test.", "A")
+        cut = dns.message.from_wire(await forwarder.resolve(query.to_wire(), udp_limit=512))
+        assert cut.flags & dns.flags.TC and not cut.answer
+        whole = dns.message.from_wire(await forwarder.resolve(query.to_wire()))
+        assert len(whole.answer[0]) == 60
