@@ -76,7 +76,10 @@ class Forwarder:
         self._cache_config = cache
         self._clock = clock
         self._listen = tuple(listen)
-        self._never = tuple(canonical(zone) for zone in never_forward)
+        # Wire-format suffixes: a name in a zone always ends with the zone's wire form, so the
+        # check needs no text conversion on the hot path. (A label holding a length byte could
+        # match too; refusing such a name is the safe direction.)
+        self._never = tuple(wire.name_to_wire(zone).lower() for zone in never_forward)
         self.warnings: list[str] = []
         settings = PoolSettings(forward.policy, forward.max_fails, forward.health_check_interval)
         default = self._pool(".", self._default_upstreams(forward, resolv_conf), settings)
@@ -175,11 +178,10 @@ class Forwarder:
         question = scanned.question
         if question is None or scanned.is_response or scanned.opcode != 0:
             raise wire.WireError("not a standard query with one question")
-        qname = question.to_text()
-        if self._guard.notice(qname):
-            log.error("loop probe %s came back to us: an upstream forwards to kubedns", qname)
+        if self._guard.is_active and self._guard.notice(question.to_text()):
+            log.error("loop probe %s came back: an upstream forwards to us", question.to_text())
             return wire.error_reply(scanned, rcode=wire.SERVFAIL)
-        if self._is_never_forwarded(qname):
+        if self._is_never_forwarded(question.folded):
             return wire.error_reply(scanned, rcode=wire.REFUSED)
         key = CacheKey.from_query(scanned, question)
         entry = self._cache.lookup(key)
@@ -247,9 +249,8 @@ class Forwarder:
             )
         return wire.error_reply(scanned, rcode=wire.SERVFAIL)
 
-    def _is_never_forwarded(self, qname: str) -> bool:
-        name = canonical(qname)
-        return any(name == zone or name.endswith("." + zone) for zone in self._never)
+    def _is_never_forwarded(self, folded: bytes) -> bool:
+        return any(folded.endswith(zone) for zone in self._never)
 
     @property
     def in_flight(self) -> int:

@@ -31,10 +31,13 @@ class LoopGuard:
     def expect(self, name: str) -> None:
         self._pending[name.lower()] = 0
 
+    @property
+    def is_active(self) -> bool:
+        """Is any probe in flight? Callers skip name conversion when not (the common case)."""
+        return bool(self._pending)
+
     def notice(self, qname: str) -> bool:
         """Record an incoming query name; True if it is one of our probes (do not forward)."""
-        if not self._pending:
-            return False  # the common case costs one truthiness check
         key = qname.lower()
         if key not in self._pending:
             return False
