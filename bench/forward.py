@@ -92,6 +92,11 @@ class Listener(asyncio.DatagramProtocol):
         self.transport = typing.cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        with suppress(ValueError):
+            reply = self.forwarder.answer_now(data, udp_limit=1232)
+            if reply is not None and self.transport is not None:
+                self.transport.sendto(reply, addr)
+                return
         task = asyncio.get_running_loop().create_task(self.answer(data, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -154,7 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="dnsperf run per mix and server")
     args = parser.parse_args()
-    results = asyncio.run(run(args.seconds))
+    try:  # the server will run on uvloop where available; measure what will ship
+        import uvloop  # noqa: PLC0415
+
+        results = uvloop.run(run(args.seconds))
+    except ImportError:
+        results = asyncio.run(run(args.seconds))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "forward.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'mix':<12}{'kubedns qps':>14}{'dnsmasq qps':>14}")

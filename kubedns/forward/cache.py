@@ -166,7 +166,8 @@ class ReplyCache:
         return entry.expires + stale
 
     def lookup(self, key: CacheKey) -> Entry | None:
-        """A fresh entry, counted as a hit; otherwise None, counted as a miss."""
+        """A fresh entry, counted as a hit; otherwise None (the caller counts the miss once it
+        really goes upstream, so a fast-path probe followed by ``resolve`` counts one)."""
         now = self._clock()
         for store in self._stores.values():
             try:
@@ -176,7 +177,6 @@ class ReplyCache:
             if entry.is_fresh(now):
                 self._hits[entry.kind].inc()
                 return entry
-        metrics.CACHE_MISSES.inc()
         return None
 
     def stale(self, key: CacheKey) -> Entry | None:

@@ -169,27 +169,43 @@ class Forwarder:
         Raises ``wire.WireError`` (a ``ValueError``) if ``query`` is not a standard query with
         one question; the transport answers FORMERR or drops, as for any malformed packet.
         """
-        reply = await self._answer(wire.scan(query))
-        if udp_limit is not None and len(reply) > udp_limit:
-            return wire.fit_udp(reply, wire.scan(reply), limit=udp_limit)
-        return reply
+        scanned, question = self._check(query)
+        reply = self._answer_locally(scanned, question)
+        if reply is None:
+            reply = await self._forward(scanned, question)
+        return _fit(reply, udp_limit)
 
-    async def _answer(self, scanned: Message) -> bytes:
+    def answer_now(self, query: bytes, *, udp_limit: int | None = None) -> bytes | None:
+        """The reply if it needs no I/O (cache hit, refused name), else None: call ``resolve``.
+
+        Synchronous, so a UDP transport can answer cache hits inside ``datagram_received``
+        without creating a task per query. Raises ``wire.WireError`` as ``resolve`` does.
+        """
+        scanned, question = self._check(query)
+        reply = self._answer_locally(scanned, question)
+        return None if reply is None else _fit(reply, udp_limit)
+
+    def _check(self, query: bytes) -> tuple[Message, Question]:
+        scanned = wire.scan(query)
         question = scanned.question
         if question is None or scanned.is_response or scanned.opcode != 0:
             raise wire.WireError("not a standard query with one question")
+        return scanned, question
+
+    def _answer_locally(self, scanned: Message, question: Question) -> bytes | None:
         if self._guard.is_active and self._guard.notice(question.to_text()):
             log.error("loop probe %s came back: an upstream forwards to us", question.to_text())
             return wire.error_reply(scanned, rcode=wire.SERVFAIL)
         if self._is_never_forwarded(question.folded):
             return wire.error_reply(scanned, rcode=wire.REFUSED)
-        key = CacheKey.from_query(scanned, question)
-        entry = self._cache.lookup(key)
-        if entry is not None:
-            return entry.render(now=self._clock(), qid=scanned.id, question=question)
-        return await self._forward(scanned, question, key)
+        entry = self._cache.lookup(CacheKey.from_query(scanned, question))
+        if entry is None:
+            return None
+        return entry.render(now=self._clock(), qid=scanned.id, question=question)
 
-    async def _forward(self, scanned: Message, question: Question, key: CacheKey) -> bytes:
+    async def _forward(self, scanned: Message, question: Question) -> bytes:
+        metrics.CACHE_MISSES.inc()  # counted here, not in lookup: answer_now may run first
+        key = CacheKey.from_query(scanned, question)
         shared = self._pending.get(key)
         try:
             if shared is not None:
@@ -309,3 +325,9 @@ class Forwarder:
                 )
         metrics.FORWARD_LOOP_DETECTED.set(int(looped))
         return looped
+
+
+def _fit(reply: bytes, udp_limit: int | None) -> bytes:
+    if udp_limit is not None and len(reply) > udp_limit:
+        return wire.fit_udp(reply, wire.scan(reply), limit=udp_limit)
+    return reply

@@ -397,3 +397,18 @@ async def test_udp_limit_cuts_a_large_reply_with_tc() -> None:
         assert cut.flags & dns.flags.TC and not cut.answer
         whole = dns.message.from_wire(await forwarder.resolve(query.to_wire()))
         assert len(whole.answer[0]) == 60
+
+
+async def test_answer_now_serves_cache_hits_without_io() -> None:
+    async with FakeUpstream(answer_a("192.0.2.42")) as upstream:
+        forwarder = Forwarder(forward_config(upstream.address), CacheConfig())
+        query = dns.message.make_query("y.test.", "A")
+        misses = sample("coredns_cache_misses_total")
+        assert forwarder.answer_now(query.to_wire()) is None
+        await forwarder.resolve(query.to_wire())
+        assert sample("coredns_cache_misses_total") - misses == 1  # not twice
+        again = dns.message.make_query("Y.test.", "A")
+        reply = forwarder.answer_now(again.to_wire())
+        assert reply is not None
+        assert answer_lines(dns.message.from_wire(reply)) == ["Y.test. 300 IN A 192.0.2.42"]
+        assert upstream.count() == 1
