@@ -1,8 +1,10 @@
 """The forwarder: everything outside the cluster zone, answered from the cache or upstreams.
 
-``resolve(query) -> reply`` is the whole contract with the answer path: wire bytes in, wire
-bytes out, the client's ID and question letter case echoed, the upstream's answer relayed as it
-was (rcode, sections, EDNS, DO/CD; only AA cleared and TTLs aged when served from cache).
+``resolve(query) -> reply`` is the contract with the answer path: wire bytes in, wire bytes
+out, the client's ID and question letter case echoed, the upstream's answer relayed as it was
+(rcode, sections, EDNS, DO/CD; only AA cleared and TTLs aged when served from cache).
+``answer_now`` is its synchronous fast path for cache hits. Identical queries in flight share
+one upstream exchange.
 
 Failure answers, decided here and nowhere else:
   * more than ``max_concurrent`` queries waiting on upstreams: REFUSED at once, as CoreDNS's
