@@ -386,9 +386,13 @@ def _validate_forward(forward: ForwardConfig, zone: str) -> None:
         raise ConfigError("forward.max_concurrent and forward.max_fails must be at least 1")
     for upstream in forward.upstreams:
         _validate_upstream(upstream, key="forward.upstreams")
+    seen: set[str] = set()
     for domain, servers in forward.stub_domains.items():
         key = f"forward.stub_domains.{domain}"
         name = domain.lower().rstrip(".")
+        if name in seen:
+            raise ConfigError(f"{key} repeats a domain (names are case-insensitive)")
+        seen.add(name)
         if not name or any(not label or len(label) > 63 for label in name.split(".")):
             raise ConfigError(f"{key}: {domain!r} is not a valid DNS name")
         if name == zone or name.endswith("." + zone):

@@ -70,6 +70,7 @@ def test_kube_dns_configmap_keys(tmp_path: Path) -> None:
         ({"forward.stub_domains": {"svc.cluster.local": ["10.0.0.1:53"]}}, "cluster zone"),
         ({"forward.stub_domains": {"corp": []}}, "forward.stub_domains.corp"),
         ({"forward.stub_domains": {"a..b": ["10.0.0.1:53"]}}, "not a valid DNS name"),
+        ({"forward.stub_domains": {"a.b": ["10.0.0.1:53"], "A.B.": ["10.0.0.2:53"]}}, "repeats"),
         ({"cache.servfail_ttl": 6}, "cache.servfail_ttl"),
         ({"cache.min_ttl": 100, "cache.max_ttl": 10}, "cache.min_ttl"),
         ({"cache.size": -1}, "cache.size"),

@@ -35,15 +35,16 @@ class FakeClock:
         self.now += seconds
 
 
-def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for UDP and TCP on ``host`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
             port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
                 try:
-                    tcp.bind(("127.0.0.1", port))
+                    tcp.bind((host, port))
                 except OSError:
                     continue
                 return port
@@ -83,10 +84,11 @@ async def black_hole(_data: bytes, _proto: str) -> list[bytes]:
 
 
 class FakeUpstream:
-    """A DNS server on 127.0.0.1 (UDP and TCP, same port) driven by a handler."""
+    """A DNS server on loopback (UDP and TCP, same port) driven by a handler."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1") -> None:
         self.handler = handler
+        self.host = host
         self.queries: list[tuple[str, bytes]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -95,12 +97,12 @@ class FakeUpstream:
 
     async def __aenter__(self) -> FakeUpstream:
         loop = asyncio.get_running_loop()
-        port = free_port()
+        port = free_port(self.host)
         self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UDP(self), local_addr=("127.0.0.1", port)
+            lambda: _UDP(self), local_addr=(self.host, port)
         )
-        self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", port)
-        self.address = HostPort("127.0.0.1", port)
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+        self.address = HostPort(self.host, port)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:

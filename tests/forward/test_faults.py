@@ -9,6 +9,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dnslib
+import pytest
 from prometheus_client import REGISTRY
 
 from kubedns.config import CacheConfig
@@ -412,3 +413,31 @@ async def test_answer_now_serves_cache_hits_without_io() -> None:
         assert reply is not None
         assert answer_lines(dns.message.from_wire(reply)) == ["Y.test. 300 IN A 192.0.2.42"]
         assert upstream.count() == 1
+
+
+async def test_random_policy_uses_every_upstream() -> None:
+    async with (
+        FakeUpstream(answer_a("192.0.2.1")) as one,
+        FakeUpstream(answer_a("192.0.2.2")) as two,
+    ):
+        config = forward_config(one.address, two.address, policy="random")
+        forwarder = Forwarder(config, CacheConfig(size=0))
+        for _ in range(40):
+            await ask(forwarder, "z.test.", "A")
+        assert one.count() + two.count() == 40
+        assert one.count() > 0 and two.count() > 0  # all on one: chance 2 in 2**40
+
+
+async def test_ipv6_upstream_over_udp_and_tcp() -> None:
+    try:
+        upstream = FakeUpstream(answer_a("192.0.2.43"), host="::1")
+        await upstream.__aenter__()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        forwarder = Forwarder(forward_config(upstream.address), CacheConfig())
+        assert str(upstream.address).startswith("[::1]:")
+        reply = await ask(forwarder, "v6.test.", "A")
+        assert answer_lines(reply) == ["v6.test. 300 IN A 192.0.2.43"]
+    finally:
+        await upstream.close()

@@ -11,7 +11,7 @@ import dnslib
 from kubedns.config import CacheConfig, HostPort
 from kubedns.forward import Forwarder
 from tests.forward.conftest import BIG_TXT
-from tests.forward.fakes import FakeClock, answer_lines, ask, forward_config
+from tests.forward.fakes import FakeClock, FakeUpstream, answer_a, answer_lines, ask, forward_config
 
 
 def direct(address: HostPort, name: str, rdtype: str, **args: object) -> dns.message.Message:
@@ -132,3 +132,16 @@ async def test_resolve_addresses_uses_stub_domains(dnsmasq: HostPort, unbound: H
     forwarder = Forwarder(config, CacheConfig())
     records = await forwarder.resolve_addresses("www.example.net.", dnslib.QTYPE.AAAA)
     assert [str(r.rdata) for r in records] == ["2001:db8::20"]
+
+
+async def test_longest_stub_suffix_wins_over_a_shorter_one(unbound: HostPort) -> None:
+    async with FakeUpstream(answer_a("192.0.2.99")) as deeper:
+        stubs = {"example.net": (unbound,), "deep.example.net": (deeper.address,)}
+        forwarder = Forwarder(forward_config(unbound, stub_domains=stubs), CacheConfig())
+        deep = await ask(forwarder, "x.Deep.example.net.", "A")
+        assert answer_lines(deep) == ["x.Deep.example.net. 300 IN A 192.0.2.99"]
+        shallow = await ask(forwarder, "deep.example.net.", "A")
+        assert answer_lines(shallow) == ["deep.example.net. 300 IN A 192.0.2.99"]
+        assert deeper.count() == 2
+        other = await ask(forwarder, "www.example.net.", "A")
+        assert answer_lines(other)[0].split()[-1] == "192.0.2.20"
