@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 
 import dns.flags
 import dns.message
@@ -12,7 +13,7 @@ import dnslib
 import pytest
 from prometheus_client import REGISTRY
 
-from kubedns.config import CacheConfig
+from kubedns.config import CacheConfig, HostPort
 from kubedns.forward import Forwarder
 from tests.forward.fakes import (
     FakeClock,
@@ -441,3 +442,32 @@ async def test_ipv6_upstream_over_udp_and_tcp() -> None:
         assert answer_lines(reply) == ["v6.test. 300 IN A 192.0.2.43"]
     finally:
         await upstream.close()
+
+
+class _SpoofingServer(asyncio.DatagramProtocol):
+    """Answers every query correctly, but from another port: an off-path spoofer's reply."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.received += 1
+        reply = reply_to(data)
+        reply.add_answer(dnslib.RR(reply.q.qname, dnslib.QTYPE.A, rdata=dnslib.A("6.6.6.6")))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.sendto(reply.pack(), (str(addr[0]), int(addr[1])))
+
+
+async def test_reply_from_another_address_is_not_accepted() -> None:
+    loop = asyncio.get_running_loop()
+    server = _SpoofingServer()
+    transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        config = forward_config(HostPort("127.0.0.1", port), timeout=0.5)
+        forwarder = Forwarder(config, CacheConfig())
+        reply = await ask(forwarder, "spoof.test.", "A")
+        assert server.received >= 1
+        assert reply.rcode() == dns.rcode.SERVFAIL and not reply.answer
+    finally:
+        transport.close()
