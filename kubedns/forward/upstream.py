@@ -123,7 +123,7 @@ class Upstream:
                 "refused" if isinstance(exc, ConnectionRefusedError) else "error",
                 str(exc) or type(exc).__name__,
             ) from exc
-        rcode = str(scanned.rcode)
+        rcode = wire.rcode_name(scanned.rcode)
         metrics.FORWARD_RESPONSES.labels(self.label, rcode).inc()
         metrics.FORWARD_DURATION.labels(self.label, rcode).observe(time.monotonic() - started)
         self.mark_alive()

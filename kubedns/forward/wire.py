@@ -24,6 +24,8 @@ SERVFAIL = 2
 NXDOMAIN = 3
 REFUSED = 5
 
+_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
 _QR = 0x8000
 _AA = 0x0400
 _TC = 0x0200
@@ -36,6 +38,11 @@ _EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: avoids IP fragmentation on c
 SECTION_ANSWER = 1
 SECTION_AUTHORITY = 2
 SECTION_ADDITIONAL = 3
+
+
+def rcode_name(rcode: int) -> str:
+    """``NOERROR``, ``NXDOMAIN``...: the spelling CoreDNS uses in metric labels."""
+    return _RCODE_NAMES.get(rcode, str(rcode))
 
 
 class WireError(ValueError):

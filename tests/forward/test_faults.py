@@ -313,7 +313,7 @@ async def test_cache_metrics_count_hits_and_misses() -> None:
         assert sample("coredns_cache_hits_total", type="success") - hits == 1
         assert sample("coredns_cache_misses_total") - misses == 1
         label = str(upstream.address)
-        assert sample("coredns_forward_responses_total", to=label, rcode="0") == 1
+        assert sample("coredns_forward_responses_total", to=label, rcode="NOERROR") == 1
 
 
 async def test_lru_eviction_is_counted() -> None:
