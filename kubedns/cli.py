@@ -99,6 +99,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"kubedns: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"kubedns: cannot listen on {settings.listen}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"kubedns: cannot listen on {settings.listen}: {exc.strerror or exc}", file=sys.stderr
+        )
         return 1
     return 0

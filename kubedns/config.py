@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import types
 import typing
 from collections.abc import Mapping
@@ -28,6 +29,10 @@ import yaml
 PodsMode = Literal["disabled", "insecure", "verified"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+ForwardPolicy = Literal["sequential", "random", "round_robin"]
+
+MAX_UPSTREAMS = 15
+"""CoreDNS's ``forward`` limit; more upstreams only lengthen the worst-case failover."""
 
 
 class ConfigError(ValueError):
@@ -104,6 +109,64 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardConfig:
+    """Where names outside the cluster zone are sent (CoreDNS ``forward``, kube-dns dnsmasq).
+
+    A config file may also carry kube-dns's ConfigMap keys under ``forward.kube_dns_configmap``
+    (``stubDomains`` and ``upstreamNameservers`` as the JSON strings kube-dns reads), so operators
+    can migrate without rewriting; they are turned into ``stub_domains`` and ``upstreams``.
+    """
+
+    upstreams: tuple[HostPort, ...] = ()
+    """Upstream resolvers, ``HOST:PORT``. Empty means the nameservers of ``/etc/resolv.conf``
+    (the node's resolver, as the DNS pods run with dnsPolicy Default). At most 15."""
+    policy: ForwardPolicy = "random"
+    """Order in which upstreams are tried: ``sequential`` (list order, for a primary and its
+    backups), ``random`` (spreads load; CoreDNS's default) or ``round_robin``."""
+    timeout: float = 5.0
+    """Seconds one client query may spend on upstreams in total, split across the attempts;
+    resolvers in pods retry after 5 s (resolv.conf default), so waiting longer helps nobody."""
+    max_concurrent: int = 1000
+    """Client queries waiting on upstreams at once; beyond this a query gets a fast REFUSED
+    (as CoreDNS's ``max_concurrent``), so a slow upstream cannot pile up memory and tasks."""
+    health_check_interval: float = 0.5
+    """Seconds between probes (``. IN NS``) of an upstream that is marked down (CoreDNS: 0.5)."""
+    max_fails: int = 2
+    """Consecutive failed exchanges after which an upstream is marked down and only probed
+    until it answers again (CoreDNS's ``max_fails``)."""
+    stub_domains: dict[str, tuple[HostPort, ...]] = field(default_factory=dict)
+    """Per-domain upstreams (``corp.internal: ["10.150.0.2:53"]``); the longest matching
+    suffix wins, as kube-dns's ``stubDomains``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The cache of forwarded answers (cluster answers are live and never cached here)."""
+
+    size: int = 9984
+    """Entries kept each for positive and for negative answers, least recently used evicted
+    first (CoreDNS's default capacity). 0 turns the cache off."""
+    min_ttl: int = 5
+    """Seconds: positive answers are kept at least this long, so names with TTL 0 do not turn
+    every query into an upstream query (CoreDNS ``success ... minttl``)."""
+    max_ttl: int = 3600
+    """Seconds: positive answers are kept at most this long, so a changed record is seen within
+    an hour whatever its TTL says."""
+    negative_max_ttl: int = 1800
+    """Seconds: cap for NXDOMAIN and NODATA, whose TTL otherwise comes from the SOA (RFC 2308)."""
+    servfail_ttl: int = 5
+    """Seconds an upstream SERVFAIL is remembered (at most 5, RFC 2308 section 7.1), to shield a
+    struggling upstream from retries without hiding its recovery. 0 disables."""
+    serve_stale: bool = False
+    """Answer from expired entries when every upstream fails (RFC 8767). Off by default: a
+    stale answer can be wrong, and operators should choose it knowingly."""
+    stale_max_age: int = 3600
+    """Seconds after expiry an entry may still be served stale (CoreDNS ``serve_stale`` 1h)."""
+    stale_answer_ttl: int = 30
+    """TTL put on stale answers, so clients come back soon (RFC 8767 recommends 30 s)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every field has a default that suits a cluster."""
 
@@ -125,6 +188,8 @@ class Config:
     tcp: TCPConfig = field(default_factory=TCPConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     @property
     def zone(self) -> str:
@@ -167,6 +232,7 @@ def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -
         raw = _read_file(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
+    _expand_kube_dns_configmap(raw)
     config: Config = _build(Config, raw, prefix="")
     _validate(config)
     return config
@@ -276,6 +342,116 @@ def _number(hint: type[Any], value: Any, *, key: str) -> Any:
     return hint(value)
 
 
+def from_kube_dns_configmap(data: Mapping[str, Any]) -> dict[str, Any]:
+    """kube-dns ConfigMap keys -> raw ``forward`` settings (``upstreams``, ``stub_domains``).
+
+    ``stubDomains`` is a JSON map of domain -> list of ``ip[:port]``; ``upstreamNameservers`` a
+    JSON list of ``ip[:port]``; a missing port means 53. Other kube-dns keys (``federations``)
+    have no meaning here and are refused so nothing is silently dropped.
+    """
+    unknown = sorted(set(data) - {"stubDomains", "upstreamNameservers"})
+    if unknown:
+        raise ConfigError(
+            f"forward.kube_dns_configmap.{unknown[0]} is not supported "
+            "(allowed: stubDomains, upstreamNameservers)"
+        )
+    raw: dict[str, Any] = {}
+    if "upstreamNameservers" in data:
+        servers = _kube_dns_json(data, "upstreamNameservers", list)
+        raw["upstreams"] = _kube_dns_servers(servers, key="upstreamNameservers")
+    if "stubDomains" in data:
+        stubs = _kube_dns_json(data, "stubDomains", dict)
+        raw["stub_domains"] = {
+            domain: _kube_dns_servers(servers, key=f"stubDomains.{domain}")
+            for domain, servers in stubs.items()
+        }
+    return raw
+
+
+def _kube_dns_json(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    value = data[key]
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"forward.kube_dns_configmap.{key} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, kind):
+        raise ConfigError(f"forward.kube_dns_configmap.{key} must be a JSON {kind.__name__}")
+    return parsed
+
+
+def _kube_dns_servers(servers: Any, *, key: str) -> list[str]:
+    if not isinstance(servers, list):
+        raise ConfigError(f"forward.kube_dns_configmap.{key} must be a list of ip[:port]")
+    out = []
+    for server in servers:
+        try:
+            out.append(str(parse_host_port(str(server), default_port=53)))
+        except ValueError as exc:
+            raise ConfigError(f"forward.kube_dns_configmap.{key}: {exc}") from None
+    return out
+
+
+def _expand_kube_dns_configmap(raw: dict[str, Any]) -> None:
+    """Replace ``forward.kube_dns_configmap`` by the settings it stands for, in place."""
+    forward = raw.get("forward")
+    if not isinstance(forward, dict) or "kube_dns_configmap" not in forward:
+        return
+    configmap = forward.pop("kube_dns_configmap")
+    if not isinstance(configmap, Mapping):
+        raise ConfigError("forward.kube_dns_configmap must be a mapping of kube-dns keys")
+    for name, value in from_kube_dns_configmap(configmap).items():
+        if name in forward:
+            raise ConfigError(
+                f"forward.{name} and forward.kube_dns_configmap both set it; keep one"
+            )
+        forward[name] = value
+
+
+def _validate_forward(forward: ForwardConfig, zone: str) -> None:
+    if len(forward.upstreams) > MAX_UPSTREAMS:
+        raise ConfigError(f"forward.upstreams has {len(forward.upstreams)}; at most 15 allowed")
+    if forward.timeout <= 0 or forward.health_check_interval <= 0:
+        raise ConfigError("forward.timeout and forward.health_check_interval must be above 0")
+    if forward.max_concurrent < 1 or forward.max_fails < 1:
+        raise ConfigError("forward.max_concurrent and forward.max_fails must be at least 1")
+    for upstream in forward.upstreams:
+        _validate_upstream(upstream, key="forward.upstreams")
+    seen: set[str] = set()
+    for domain, servers in forward.stub_domains.items():
+        key = f"forward.stub_domains.{domain}"
+        name = domain.lower().rstrip(".")
+        if name in seen:
+            raise ConfigError(f"{key} repeats a domain (names are case-insensitive)")
+        seen.add(name)
+        if not name or any(not label or len(label) > 63 for label in name.split(".")):
+            raise ConfigError(f"{key}: {domain!r} is not a valid DNS name")
+        if name == zone or name.endswith("." + zone):
+            raise ConfigError(f"{key}: names in the cluster zone {zone} are never forwarded")
+        if not 1 <= len(servers) <= MAX_UPSTREAMS:
+            raise ConfigError(f"{key} needs 1 to 15 upstreams, has {len(servers)}")
+        for upstream in servers:
+            _validate_upstream(upstream, key=key)
+
+
+def _validate_upstream(upstream: HostPort, *, key: str) -> None:
+    if upstream.port == 0:
+        raise ConfigError(f"{key}: {upstream} has port 0; DNS upstreams need a real port")
+
+
+def _validate_cache(cache: CacheConfig) -> None:
+    limit = 2**31 - 1
+    if max(cache.max_ttl, cache.negative_max_ttl, cache.stale_max_age) > limit:
+        raise ConfigError("cache TTL values must fit in 31 bits (RFC 2181)")
+    if cache.min_ttl > cache.max_ttl:
+        raise ConfigError(
+            f"cache.min_ttl ({cache.min_ttl}) must not exceed cache.max_ttl ({cache.max_ttl})"
+        )
+    if cache.servfail_ttl > 5:
+        raise ConfigError(f"cache.servfail_ttl is {cache.servfail_ttl}; at most 5 s allowed")
+    if cache.serve_stale and cache.stale_answer_ttl < 1:
+        raise ConfigError("cache.stale_answer_ttl must be at least 1 when serve_stale is on")
+
+
 def _validate(config: Config) -> None:
     """Cross-field and range checks that types alone cannot express."""
     labels = config.zone.split(".")
@@ -291,6 +467,8 @@ def _validate(config: Config) -> None:
     if config.tcp.max_connections < 1:
         raise ConfigError("tcp.max_connections must be at least 1")
     _validate_webhook(config.webhook)
+    _validate_forward(config.forward, config.zone)
+    _validate_cache(config.cache)
 
 
 def _validate_webhook(webhook: WebhookConfig) -> None:

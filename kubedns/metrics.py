@@ -1,12 +1,13 @@
 """Every Prometheus metric kubedns exports, declared once.
 
-Each component owns one clearly separated block below, so blocks written in parallel merge
-without conflicts. Metric names reuse CoreDNS names where they mean the same thing.
+Where a metric means what a CoreDNS metric means, it carries the CoreDNS name (and, where it
+can, the CoreDNS label names) so dashboards and alerts written for CoreDNS keep working.
+Keep each feature's metrics in its own block, so blocks from parallel branches merge cleanly.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 # --- webhook (kubedns/webhook/) ------------------------------------------------------------
 
@@ -31,3 +32,109 @@ WEBHOOK_SERVICES = Gauge(
 )
 
 # --- end webhook ---------------------------------------------------------------------------
+
+# --- forward/ and cache: forwarded names (issue 4) ------------------------------------------
+# Cache, mirroring CoreDNS's `cache` plugin. `type` is "success" (positive answers) or
+# "denial" (NXDOMAIN, NODATA and briefly cached SERVFAIL), as CoreDNS labels them.
+
+CACHE_HITS = Counter(
+    "coredns_cache_hits_total",
+    "Forwarded queries answered from the cache (mirrors CoreDNS coredns_cache_hits_total).",
+    ["type"],
+)
+CACHE_MISSES = Counter(
+    "coredns_cache_misses_total",
+    "Forwarded queries not in the cache (mirrors CoreDNS coredns_cache_misses_total).",
+)
+CACHE_ENTRIES = Gauge(
+    "coredns_cache_entries",
+    "Entries in the cache of forwarded answers (mirrors CoreDNS coredns_cache_entries).",
+    ["type"],
+)
+CACHE_EVICTIONS = Counter(
+    "coredns_cache_evictions_total",
+    "Entries pushed out because the cache was full "
+    "(mirrors CoreDNS coredns_cache_evictions_total).",
+    ["type"],
+)
+CACHE_SERVED_STALE = Counter(
+    "coredns_cache_served_stale_total",
+    "Expired answers served because every upstream failed, RFC 8767 "
+    "(mirrors CoreDNS coredns_cache_served_stale_total).",
+)
+
+# Upstreams, mirroring CoreDNS's `forward` plugin; `to` is the upstream's HOST:PORT.
+FORWARD_REQUESTS = Counter(
+    "coredns_forward_requests_total",
+    "Queries sent to an upstream, retries over TCP included "
+    "(mirrors CoreDNS coredns_forward_requests_total).",
+    ["to", "proto"],
+)
+FORWARD_RESPONSES = Counter(
+    "coredns_forward_responses_total",
+    "Replies from an upstream by rcode (mirrors CoreDNS coredns_forward_responses_total).",
+    ["to", "rcode"],
+)
+FORWARD_DURATION = Histogram(
+    "coredns_forward_request_duration_seconds",
+    "Time from sending a query to an upstream to its valid reply "
+    "(mirrors CoreDNS coredns_forward_request_duration_seconds).",
+    ["to", "rcode"],
+    buckets=(
+        0.00025,
+        0.0005,
+        0.001,
+        0.002,
+        0.004,
+        0.008,
+        0.016,
+        0.032,
+        0.064,
+        0.128,
+        0.256,
+        0.512,
+        1.024,
+        2.048,
+        4.096,
+        8.192,
+    ),
+)
+FORWARD_FAILURES = Counter(
+    "kubedns_forward_failures_total",
+    "Exchanges with an upstream that got no valid reply, by reason (timeout, refused, error). "
+    "CoreDNS has no direct equivalent; it folds these into healthcheck failures.",
+    ["to", "reason"],
+)
+FORWARD_GARBAGE = Counter(
+    "kubedns_forward_ignored_replies_total",
+    "Datagrams from an upstream that were not a valid reply to our query (wrong ID or "
+    "question, unparseable) and were ignored.",
+    ["to"],
+)
+FORWARD_HEALTHCHECK_FAILURES = Counter(
+    "coredns_forward_healthcheck_failures_total",
+    "Health probes of a down upstream that failed "
+    "(mirrors CoreDNS coredns_forward_healthcheck_failures_total).",
+    ["to"],
+)
+FORWARD_HEALTHCHECK_BROKEN = Counter(
+    "coredns_forward_healthcheck_broken_total",
+    "Times every upstream of a pool was down at once "
+    "(mirrors CoreDNS coredns_forward_healthcheck_broken_total).",
+)
+FORWARD_UPSTREAM_UP = Gauge(
+    "kubedns_forward_upstream_up",
+    "1 while an upstream is considered healthy, 0 while it is marked down and probed.",
+    ["to"],
+)
+FORWARD_MAX_CONCURRENT_REJECTS = Counter(
+    "coredns_forward_max_concurrent_rejects_total",
+    "Queries refused because max_concurrent queries were already waiting on upstreams "
+    "(mirrors CoreDNS coredns_forward_max_concurrent_rejects_total).",
+)
+FORWARD_LOOP_DETECTED = Gauge(
+    "kubedns_forward_loop_detected",
+    "1 if the start-up probe came back to our own listener: upstreams forward to us "
+    "(CoreDNS's loop plugin stops the server instead).",
+)
+# --- end forward/ and cache ------------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""Forwarding for names outside the cluster zone: upstream pools, stub domains, a cache.
+
+The app builds one ``Forwarder`` and puts it last in the fixed chain (cluster zone, then
+forward); see ``forwarder.py`` for the contract.
+"""
+
+from kubedns.forward.forwarder import Forwarder, SelfForwardError
+from kubedns.forward.upstream import ForwardError
+from kubedns.forward.wire import WireError
+
+__all__ = ["ForwardError", "Forwarder", "SelfForwardError", "WireError"]

@@ -1,0 +1,194 @@
+"""One upstream resolver: the UDP/TCP exchange and its health.
+
+Each exchange opens a fresh socket, so the kernel picks a fresh random source port, and uses a
+fresh random message ID (both guard against spoofed replies, RFC 5452). A UDP socket connected
+to the upstream only receives datagrams from that address; anything else that arrives on it and
+is not a reply to our exact query is ignored, not trusted, and we keep waiting until the
+deadline. A truncated UDP reply is retried over TCP within the same deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+from kubedns import metrics
+from kubedns.config import HostPort
+from kubedns.forward import wire
+from kubedns.forward.wire import Message, Question
+
+log = logging.getLogger(__name__)
+
+PROBE_QUESTION = Question(b"\x00", wire.TYPE_NS, wire.CLASS_IN)
+"""``. IN NS``, what CoreDNS probes with: any upstream can answer it (even REFUSED counts)."""
+
+
+class ForwardError(Exception):
+    """Base of the forwarder's errors."""
+
+
+class UpstreamError(ForwardError):
+    """An exchange with one upstream got no valid reply; ``reason`` is for metrics and logs."""
+
+    def __init__(self, upstream: HostPort, reason: str, detail: str = "") -> None:
+        super().__init__(f"upstream {upstream}: {reason}{': ' + detail if detail else ''}")
+        self.upstream = upstream
+        self.reason = reason
+
+
+Accept = Callable[[bytes], Message | None]
+
+
+def new_id() -> int:
+    """An unpredictable 16-bit message ID (``secrets``, not ``random``: spoofing resistance)."""
+    return secrets.randbelow(0x10000)
+
+
+def reply_check(qid: int, question: Question, *, on_garbage: Callable[[], None]) -> Accept:
+    """A filter that returns the scanned reply to our query and None for anything else."""
+
+    def accept(data: bytes) -> Message | None:
+        try:
+            scanned = wire.scan(data)
+        except wire.WireError:
+            on_garbage()
+            return None
+        if not wire.is_reply_to(scanned, qid=qid, question=question):
+            on_garbage()
+            return None
+        return scanned
+
+    return accept
+
+
+class _UDPExchange(asyncio.DatagramProtocol):
+    """Waits for the first datagram that ``accept`` takes; ICMP errors end the wait."""
+
+    def __init__(self, accept: Accept, done: asyncio.Future[tuple[bytes, Message]]) -> None:
+        self._accept = accept
+        self._done = done
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self._done.done():
+            return
+        scanned = self._accept(data)
+        if scanned is not None:
+            self._done.set_result((data, scanned))
+
+    def error_received(self, exc: Exception) -> None:
+        # ECONNREFUSED from an ICMP port unreachable: nobody listens there, fail fast.
+        if not self._done.done():
+            self._done.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_exception(exc or ConnectionError("socket closed"))
+
+
+class Upstream:
+    """An upstream address with its failure count; down after ``max_fails`` failures in a row."""
+
+    def __init__(self, address: HostPort, *, max_fails: int) -> None:
+        self.address = address
+        self.label = str(address)
+        self._max_fails = max_fails
+        self.fails = 0
+        metrics.FORWARD_UPSTREAM_UP.labels(self.label).set(1)
+
+    @property
+    def is_down(self) -> bool:
+        return self.fails >= self._max_fails
+
+    def __repr__(self) -> str:
+        return f"Upstream({self.label}, fails={self.fails})"
+
+    async def exchange(
+        self, query: bytes, accept: Accept, *, timeout: float
+    ) -> tuple[bytes, Message]:
+        """Send ``query``; UDP first, TCP when truncated. Updates health; raises UpstreamError."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                reply, scanned = await self._udp(query, accept)
+                if scanned.is_truncated:
+                    reply, scanned = await self._tcp(query, accept)
+        except TimeoutError:
+            raise self._failed("timeout", f"no valid reply within {timeout:.3f}s") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise self._failed(
+                "refused" if isinstance(exc, ConnectionRefusedError) else "error",
+                str(exc) or type(exc).__name__,
+            ) from exc
+        rcode = wire.rcode_name(scanned.rcode)
+        metrics.FORWARD_RESPONSES.labels(self.label, rcode).inc()
+        metrics.FORWARD_DURATION.labels(self.label, rcode).observe(time.monotonic() - started)
+        self.mark_alive()
+        return reply, scanned
+
+    def mark_alive(self) -> None:
+        if self.is_down:
+            log.info("upstream %s answers again", self.label)
+        self.fails = 0
+        metrics.FORWARD_UPSTREAM_UP.labels(self.label).set(1)
+
+    def _failed(self, reason: str, detail: str) -> UpstreamError:
+        self.fails += 1
+        metrics.FORWARD_FAILURES.labels(self.label, reason).inc()
+        if self.fails == self._max_fails:
+            log.warning(
+                "upstream %s marked down after %d failures: %s", self.label, self.fails, detail
+            )
+            metrics.FORWARD_UPSTREAM_UP.labels(self.label).set(0)
+        return UpstreamError(self.address, reason, detail)
+
+    def garbage(self) -> None:
+        metrics.FORWARD_GARBAGE.labels(self.label).inc()
+
+    async def _udp(self, query: bytes, accept: Accept) -> tuple[bytes, Message]:
+        metrics.FORWARD_REQUESTS.labels(self.label, "udp").inc()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[bytes, Message]] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UDPExchange(accept, done),
+            remote_addr=(self.address.host, self.address.port),
+        )
+        try:
+            transport.sendto(query)
+            return await done
+        finally:
+            transport.close()
+
+    async def _tcp(self, query: bytes, accept: Accept) -> tuple[bytes, Message]:
+        metrics.FORWARD_REQUESTS.labels(self.label, "tcp").inc()
+        reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+        try:
+            writer.write(len(query).to_bytes(2, "big") + query)
+            await writer.drain()
+            while True:  # a reply that is not ours is skipped, as on UDP
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                data = await reader.readexactly(size)
+                scanned = accept(data)
+                if scanned is not None:
+                    return data, scanned
+        finally:
+            writer.close()
+            with suppress(OSError):
+                await writer.wait_closed()
+
+    async def probe(self, *, timeout: float) -> bool:
+        """One health probe (``. IN NS`` over UDP, no recursion). True if it answered."""
+        qid = new_id()
+        query = wire.build_probe(PROBE_QUESTION, qid=qid)
+        accept = reply_check(qid, PROBE_QUESTION, on_garbage=self.garbage)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._udp(query, accept)
+        except (TimeoutError, OSError):
+            metrics.FORWARD_HEALTHCHECK_FAILURES.labels(self.label).inc()
+            return False
+        self.mark_alive()
+        return True

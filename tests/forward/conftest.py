@@ -1,0 +1,122 @@
+"""Real resolvers as upstreams: dnsmasq and unbound on loopback, fixed local data, no internet."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import pytest
+
+from kubedns.config import HostPort
+from tests.forward.fakes import FakeClock, free_port
+
+BIG_TXT = ["x" * 200 + str(i) for i in range(6)]
+"""Six 200-byte strings: over 512 bytes, so a UDP reply without EDNS comes back truncated."""
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
+    if found is None:
+        pytest.skip(f"{name} is not installed (CI installs it: apt-get install {name})")
+    return found
+
+
+def _wait_ready(address: HostPort, process: subprocess.Popen[bytes]) -> None:
+    query = dns.message.make_query("ready.invalid.", "A")
+    for _ in range(100):
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"resolver exited early: {process.stderr and process.stderr.read()!r}"
+            )
+        try:
+            dns.query.udp(query, address.host, port=address.port, timeout=0.1)
+            return
+        except (dns.exception.Timeout, OSError):
+            time.sleep(0.05)
+    raise RuntimeError(f"resolver on {address} did not come up")
+
+
+def _run(argv: list[str], address: HostPort) -> Iterator[HostPort]:
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(address, process)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def dnsmasq() -> Iterator[HostPort]:
+    """dnsmasq serving example.com (wildcard), example.org (local data only)."""
+    binary = _binary("dnsmasq")
+    port = free_port()
+    argv = [
+        binary,
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        f"--port={port}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        "--local-ttl=300",
+        "--local=/example.org/",
+        "--address=/example.com/192.0.2.1",
+        "--host-record=www.example.org,192.0.2.10,2001:db8::10",
+        "--txt-record=txt.example.org,hello",
+        "--cname=alias.example.org,www.example.org",
+        "--txt-record=big.example.org," + ",".join(BIG_TXT),
+    ]
+    yield from _run(argv, HostPort("127.0.0.1", port))
+
+
+UNBOUND_CONF = """
+server:
+  interface: 127.0.0.1
+  port: {port}
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  username: ""
+  chroot: ""
+  directory: "{directory}"
+  pidfile: ""
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "example.net." static
+  local-data: "example.net. 3600 IN SOA ns.example.net. host.example.net. 1 3600 600 86400 60"
+  local-data: "www.example.net. 300 IN A 192.0.2.20"
+  local-data: "www.example.net. 300 IN AAAA 2001:db8::20"
+  local-data: "deep.example.net. 300 IN A 192.0.2.21"
+remote-control:
+  control-enable: no
+"""
+
+
+@pytest.fixture(scope="session")
+def unbound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostPort]:
+    """unbound authoritative for example.net (static zone with an SOA, minimum 60 s)."""
+    binary = _binary("unbound")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("unbound")
+    conf = directory / "unbound.conf"
+    conf.write_text(UNBOUND_CONF.format(port=port, directory=directory))
+    yield from _run([binary, "-d", "-c", str(conf)], HostPort("127.0.0.1", port))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
