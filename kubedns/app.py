@@ -10,11 +10,14 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
+from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.index import RecordIndex
 from kubedns.objects import Kind
 from kubedns.sources.snapshot import load_snapshot
@@ -37,12 +40,31 @@ class Server:
     _udp_protocol: UDPProtocol | None = field(init=False, default=None)
     _tcp: asyncio.Server | None = field(init=False, default=None)
     _tcp_handler: TCPServer | None = field(init=False, default=None)
+    forwarder: Forwarder | None = field(init=False, default=None)
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         namespace, _, name = self.config.dns_service.partition("/")
         self.index = RecordIndex(zone=self.config.zone, dns_service=(namespace, name))
-        self.responder = Responder(ClusterZone(self.index, self.config))
+        self.forwarder = self._build_forwarder()
+        self.responder = Responder(ClusterZone(self.index, self.config), fallback=self.forwarder)
         self.address = self.config.listen
+
+    def _build_forwarder(self) -> Forwarder | None:
+        """The fixed chain's last link. Without configured upstreams the node's resolv.conf is
+        used; if that names none, names outside the cluster are REFUSED (and logged here)."""
+        config = self.config
+        try:
+            return Forwarder(
+                config.forward, config.cache, listen=[config.listen], never_forward=[config.zone]
+            )
+        except SelfForwardError as exc:
+            raise ConfigError(str(exc)) from exc
+        except ForwardError as exc:
+            if config.forward.upstreams:
+                raise ConfigError(str(exc)) from exc
+            log.warning("forwarding off, names outside %s get REFUSED: %s", config.zone, exc)
+            return None
 
     def load_sources(self) -> None:
         """Fill the index before serving; a broken snapshot stops the start."""
@@ -68,9 +90,27 @@ class Server:
         )
         self.address = HostPort(listen.host, port)
         log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
+        if self.forwarder is not None:
+            await self.forwarder.start()
+            self._spawn(self._check_loop(self.forwarder), name="forward-loop-check")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _check_loop(self, forwarder: Forwarder) -> None:
+        """CoreDNS's ``loop`` check: if our probe comes back, stop forwarding rather than
+        amplify every query around the loop; names outside the cluster then get REFUSED."""
+        if await forwarder.detect_loop():
+            log.error("forwarding disabled: fix the upstreams and restart kubedns")
+            self.responder.fallback = None
 
     async def stop(self) -> None:
         """Close the listeners, then let in-flight work finish."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._tcp is not None:
             self._tcp.close()
         if self._tcp_handler is not None:
@@ -81,6 +121,8 @@ class Server:
             await self._udp_protocol.drain()
         if self._tcp is not None:
             await self._tcp.wait_closed()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         log.info("stopped")
 
 

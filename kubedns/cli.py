@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["disabled", "insecure", "verified"],
         help="pod A records <a-b-c-d>.<ns>.pod.<zone> (default insecure)",
     )
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="resolver for names outside the cluster (repeatable, up to 15); "
+        "default: the nameservers of /etc/resolv.conf",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["json", "text"])
     serve.set_defaults(handler=run_serve)
@@ -67,7 +74,16 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "logging.level": args.log_level,
         "logging.format": args.log_format,
     }
+    if args.upstream:
+        flags["forward.upstreams"] = [_upstream(text) for text in args.upstream]
     return {key: value for key, value in flags.items() if value is not None}
+
+
+def _upstream(text: str) -> config.HostPort:
+    try:
+        return config.parse_host_port(text, default_port=53)
+    except ValueError as exc:
+        raise config.ConfigError(f"--upstream: {exc}") from None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

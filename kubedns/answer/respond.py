@@ -14,29 +14,42 @@ dict lookup and two slice assignments.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
+from typing import Any, Protocol
 
 from kubedns.answer.cluster import ClusterZone, Outcome
 from kubedns.answer.fit import TCP_LIMIT, fit
 from kubedns.answer.query import (
     BADVERS,
     CLASS_IN,
+    FORMERR,
     REFUSED,
     SERVFAIL,
     Query,
     QueryError,
     parse_query,
 )
-from kubedns.answer.wire import RA, Reply, encode, encode_error
-from kubedns.records import AXFR, IXFR
+from kubedns.answer.wire import RA, RR, Reply, encode, encode_error
+from kubedns.records import AAAA, AXFR, CNAME, IXFR, A
 
 log = logging.getLogger(__name__)
 
-Fallback = Callable[[bytes, Query], Awaitable[bytes]]
-"""Resolves a query the cluster does not own; gets the client's bytes, returns reply bytes."""
 Response = bytes | None | Awaitable[bytes | None]
 FAST_CACHE_LIMIT = 20_000
+
+
+class Fallback(Protocol):
+    """The resolver behind the cluster zone (the forwarder): wire bytes in, wire bytes out."""
+
+    def answer_now(self, query: bytes, *, udp_limit: int | None = None) -> bytes | None:
+        """The reply when it needs no I/O (a cache hit), else None."""
+
+    async def resolve(self, query: bytes, *, udp_limit: int | None = None) -> bytes:
+        """The reply to a client query; raises ValueError for a malformed one."""
+
+    async def resolve_addresses(self, name: str, qtype: int) -> list[Any]:
+        """The answer section (dnslib RRs) for chasing an out-of-zone CNAME target."""
 
 
 class Responder:
@@ -50,6 +63,7 @@ class Responder:
         self._generation = -1
 
     def respond(self, data: bytes, *, tcp: bool) -> Response:
+        """The reply now (bytes), nothing (None: drop), or an awaitable for a forwarded one."""
         cache = self._fast[tcp]
         if self._generation != self.zone.index.generation:
             self._fast[0].clear()
@@ -92,8 +106,10 @@ class Responder:
         if outcome is None:
             if self.fallback is None:
                 return self._refuse(query, limit)
-            return (self._forward(data, query, tcp=tcp),)
+            return (self._forward(data, query, udp_limit=None if tcp else limit),)
         reply = replace(outcome.reply, extra_flags=self._extra_flags)
+        if outcome.external_target and self.fallback and query.qtype in (A, AAAA):
+            return (self._chase(query, reply, outcome.external_target, limit=limit),)
         return fit(query, reply, limit=limit)
 
     def _authoritative(self, query: Query) -> Outcome | None:
@@ -109,13 +125,45 @@ class Responder:
     def _refuse(self, query: Query, limit: int) -> bytes:
         return fit(query, Reply(rcode=REFUSED, extra_flags=self._extra_flags), limit=limit)
 
-    async def _forward(self, data: bytes, query: Query, *, tcp: bool) -> bytes | None:
+    def _forward(self, data: bytes, query: Query, *, udp_limit: int | None) -> Response:
+        """A cache hit now, else an awaitable for the upstream's answer."""
         assert self.fallback is not None
         try:
-            return await self.fallback(data, query)
+            cached = self.fallback.answer_now(data, udp_limit=udp_limit)
+        except ValueError:
+            return encode_error(query.id, query.flags, FORMERR, b"")
+        if cached is not None:
+            return cached
+        return self._resolve(data, query, udp_limit=udp_limit)
+
+    async def _resolve(self, data: bytes, query: Query, *, udp_limit: int | None) -> bytes:
+        assert self.fallback is not None
+        try:
+            return await self.fallback.resolve(data, udp_limit=udp_limit)
         except Exception:
             log.exception("unexpected error forwarding %s; replying SERVFAIL", query.qname)
             return encode(query, Reply(rcode=SERVFAIL, extra_flags=self._extra_flags))
+
+    async def _chase(self, query: Query, reply: Reply, target: str, *, limit: int) -> bytes:
+        """Append an out-of-zone CNAME target's addresses, resolved upstream (as CoreDNS)."""
+        assert self.fallback is not None
+        try:
+            found = await self.fallback.resolve_addresses(target, query.qtype)
+        except Exception:
+            log.exception("unexpected error chasing %s; answering the CNAME alone", target)
+            found = []
+        chased = [rr for rr in map(_from_dnslib, found) if rr is not None]
+        return fit(query, replace(reply, answer=[*reply.answer, *chased]), limit=limit)
+
+
+def _from_dnslib(rr: Any) -> RR | None:
+    """A CNAME, A or AAAA record from the forwarder, in the encoder's terms."""
+    name = str(rr.rname).rstrip(".").lower()
+    if rr.rtype == CNAME:
+        return RR(name, CNAME, rr.ttl, str(rr.rdata).rstrip(".").lower())
+    if rr.rtype in (A, AAAA):
+        return RR(name, rr.rtype, rr.ttl, str(rr.rdata))
+    return None
 
 
 def _name_end(data: bytes) -> int:
