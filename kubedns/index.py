@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from kubedns.objects import (
     EndpointSlice,
@@ -73,6 +73,10 @@ class RecordIndex:
     def records(self, name: str) -> RRsets | None:
         """The RRsets owned by ``name`` (lowercase, no trailing dot), or None."""
         return self._records.get(name)
+
+    def owners(self) -> Iterator[tuple[str, RRsets]]:
+        """Every owner name with its RRsets (for exporting the zone, e.g. to a benchmark peer)."""
+        return iter(self._records.items())
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` owns records or is an ancestor of a name that does (an ENT)."""

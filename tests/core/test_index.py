@@ -157,3 +157,14 @@ def test_dns_service_addresses_the_nameserver_name() -> None:
     index = synced_index()
     index.apply(Upsert(Service("kube-system", "kube-dns", "ClusterIP", ("10.96.0.10",), ())))
     assert index.records("ns.dns.cluster.local") == {A: ("10.96.0.10",)}
+
+
+def test_owners_lists_every_owner_name() -> None:
+    index = synced_index()
+    index.apply(Upsert(web()))
+    names = {name for name, _ in index.owners()}
+    assert names == {
+        "web.shop.svc.cluster.local",
+        "5.0.96.10.in-addr.arpa",
+        "_http._tcp.web.shop.svc.cluster.local",
+    }
