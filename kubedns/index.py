@@ -76,7 +76,7 @@ class RecordIndex:
 
     def owners(self) -> Iterator[tuple[str, RRsets]]:
         """Every owner name with its RRsets (for exporting the zone, e.g. to a benchmark peer)."""
-        return iter(self._records.items())
+        return ((name, rrsets) for name, rrsets in self._records.items() if rrsets)
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` owns records or is an ancestor of a name that does (an ENT)."""
