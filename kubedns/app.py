@@ -14,12 +14,14 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedns import metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.index import RecordIndex
 from kubedns.objects import Kind
+from kubedns.ops import OpsServer
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport.tcp import TCPServer
 from kubedns.transport.udp import UDPProtocol
@@ -41,6 +43,8 @@ class Server:
     _tcp: asyncio.Server | None = field(init=False, default=None)
     _tcp_handler: TCPServer | None = field(init=False, default=None)
     forwarder: Forwarder | None = field(init=False, default=None)
+    ops: OpsServer | None = field(init=False, default=None)
+    stopping: bool = field(init=False, default=False)
     _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,15 @@ class Server:
         self.forwarder = self._build_forwarder()
         self.responder = Responder(ClusterZone(self.index, self.config), fallback=self.forwarder)
         self.address = self.config.listen
+        index = self.index
+        metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
+        metrics.SYNCED.set_function(lambda: int(index.is_synced))
+        if self.config.ops.listen is not None:
+            self.ops = OpsServer(self.config.ops.listen, is_ready=self.is_ready)
+
+    def is_ready(self) -> bool:
+        """Synced and not shutting down: what ``/ready`` reports."""
+        return self.index.is_synced and not self.stopping
 
     def _build_forwarder(self) -> Forwarder | None:
         """The fixed chain's last link. Without configured upstreams the node's resolv.conf is
@@ -90,6 +103,8 @@ class Server:
         )
         self.address = HostPort(listen.host, port)
         log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
+        if self.ops is not None:
+            await self.ops.start()
         if self.forwarder is not None:
             await self.forwarder.start()
             self._spawn(self._check_loop(self.forwarder), name="forward-loop-check")
@@ -107,7 +122,13 @@ class Server:
             self.responder.fallback = None
 
     async def stop(self) -> None:
-        """Close the listeners, then let in-flight work finish."""
+        """Not ready, a lame-duck period, close the listeners, then let in-flight work finish."""
+        self.stopping = True
+        if self.config.ops.lame_duck > 0:
+            log.info(
+                "lame duck: answering %.1f s more while /ready fails", self.config.ops.lame_duck
+            )
+            await asyncio.sleep(self.config.ops.lame_duck)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -123,6 +144,8 @@ class Server:
             await self._tcp.wait_closed()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.ops is not None:
+            await self.ops.stop()
         log.info("stopped")
 
 

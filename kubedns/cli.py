@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolver for names outside the cluster (repeatable, up to 15); "
         "default: the nameservers of /etc/resolv.conf",
     )
+    serve.add_argument(
+        "--ops-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics, /health and /ready over HTTP here (default: off)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["json", "text"])
     serve.set_defaults(handler=run_serve)
@@ -71,6 +76,7 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "listen": args.listen,
         "cluster_domain": args.cluster_domain,
         "pods": args.pods,
+        "ops.listen": args.ops_listen,
         "logging.level": args.log_level,
         "logging.format": args.log_format,
     }

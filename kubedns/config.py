@@ -73,6 +73,18 @@ class TCPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OpsConfig:
+    """The operations endpoint: ``/metrics`` (Prometheus), ``/health`` and ``/ready``."""
+
+    listen: HostPort | None = None
+    """HTTP address for the three paths; off when unset (the Helm chart sets ``0.0.0.0:9153``,
+    CoreDNS's metrics port, so existing scrape configs keep working)."""
+    lame_duck: float = 0.0
+    """Seconds to keep answering after SIGTERM while ``/ready`` already says 503, so the
+    Service stops routing here before the listeners close (CoreDNS ``health { lameduck }``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: LogLevel = "info"
     format: LogFormat = "json"
@@ -187,6 +199,7 @@ class Config:
     ttl: TTLConfig = field(default_factory=TTLConfig)
     tcp: TCPConfig = field(default_factory=TCPConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)

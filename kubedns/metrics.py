@@ -7,7 +7,12 @@ Keep each feature's metrics in its own block, so blocks from parallel branches m
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import collections
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 # --- webhook (kubedns/webhook/) ------------------------------------------------------------
 
@@ -138,3 +143,65 @@ FORWARD_LOOP_DETECTED = Gauge(
     "(CoreDNS's loop plugin stops the server instead).",
 )
 # --- end forward/ and cache ------------------------------------------------------------------
+
+
+# --- DNS server: queries and replies ------------------------------------------------------
+# Counted with plain integers on the hot path (a labelled prometheus_client counter costs a
+# lock and a dict lookup per query) and turned into metric families only when scraped.
+
+RCODE_NAMES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+}
+
+
+class ReplyCounter(Collector):
+    """Replies sent, by transport and rcode (the header's four bits; BADVERS shows as
+    NOERROR there, as on the wire). Mirrors CoreDNS ``coredns_dns_requests_total`` and
+    ``coredns_dns_responses_total``."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[tuple[str, int]] = collections.Counter()
+
+    def count(self, proto: str, reply: bytes) -> None:
+        self.counts[(proto, reply[3] & 0x0F)] += 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        requests = CounterMetricFamily(
+            "coredns_dns_requests", "DNS queries answered, by transport.", labels=["proto"]
+        )
+        responses = CounterMetricFamily(
+            "coredns_dns_responses", "DNS replies sent, by rcode.", labels=["proto", "rcode"]
+        )
+        per_proto: collections.Counter[str] = collections.Counter()
+        for (proto, rcode), value in sorted(self.counts.items()):
+            per_proto[proto] += value
+            responses.add_metric([proto, RCODE_NAMES.get(rcode, str(rcode))], value)
+        for proto, value in sorted(per_proto.items()):
+            requests.add_metric([proto], value)
+        yield requests
+        yield responses
+
+
+REPLIES = ReplyCounter()
+REGISTRY.register(REPLIES)
+
+DNS_DROPPED = Counter(
+    "kubedns_dns_dropped_total",
+    "Packets dropped without a reply: shorter than a header, or responses rather than queries.",
+    ["proto"],
+)
+ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
+ZONE_OWNER_NAMES = Gauge("kubedns_zone_owner_names", "Owner names in the cluster zone.")
+SYNCED = Gauge("kubedns_synced", "1 once every watched kind has been listed completely.")
+TCP_CONNECTIONS = Gauge("kubedns_tcp_connections", "Open DNS-over-TCP connections.")
+TCP_REJECTED = Counter(
+    "kubedns_tcp_connections_rejected_total",
+    "TCP connections closed at once because tcp.max_connections were open.",
+)
+
+# --- end DNS server ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import struct
 
+from kubedns import metrics
 from kubedns.answer.respond import Responder
 from kubedns.config import TCPConfig
 
@@ -25,15 +26,18 @@ class TCPServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self.settings.max_connections:
             log.warning("tcp: %d connections open, refusing one more", len(self.connections))
+            metrics.TCP_REJECTED.inc()
             writer.close()
             return
         self.connections.add(writer)
+        metrics.TCP_CONNECTIONS.set(len(self.connections))
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away or idled out: RFC 7766 lets either side close
         finally:
             self.connections.discard(writer)
+            metrics.TCP_CONNECTIONS.set(len(self.connections))
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -47,9 +51,12 @@ class TCPServer:
             result = self.responder.respond(data, tcp=True)
             if result is not None and not isinstance(result, bytes):
                 result = await result
-            if result is not None:
-                writer.write(struct.pack("!H", len(result)) + result)
-                await writer.drain()
+            if result is None:
+                metrics.DNS_DROPPED.labels("tcp").inc()
+                continue
+            writer.write(struct.pack("!H", len(result)) + result)
+            metrics.REPLIES.count("tcp", result)
+            await writer.drain()
 
     def close_all(self) -> None:
         for writer in list(self.connections):

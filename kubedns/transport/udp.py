@@ -7,6 +7,7 @@ import logging
 import typing
 from typing import Any
 
+from kubedns import metrics
 from kubedns.answer.respond import Responder
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         result = self.responder.respond(data, tcp=False)
         if result is None:
+            metrics.DNS_DROPPED.labels("udp").inc()
             return
         if isinstance(result, bytes):
             self._send(result, addr)
@@ -44,6 +46,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def _send(self, reply: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
+            metrics.REPLIES.count("udp", reply)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (the client went away) are not ours to fix.
