@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import dns.edns
@@ -172,3 +173,28 @@ def test_an_internal_error_becomes_servfail() -> None:
     index.records = broken  # type: ignore[method-assign]
     reply = ask(responder, dns.message.make_query("web.shop.svc.cluster.local", "A"))
     assert reply.rcode() == dns.rcode.SERVFAIL
+
+
+def test_mutated_packets_never_raise() -> None:
+    """Every flipped byte or cut of a real query gets bytes or silence, never an exception."""
+
+    responder, _ = make_responder()
+    seeds = [
+        dns.message.make_query("web.shop.svc.cluster.local", "A").to_wire(),
+        dns.message.make_query(
+            "_http._tcp.web.shop.svc.cluster.local", "SRV", want_dnssec=True
+        ).to_wire(),
+        dns.message.make_query("5.0.96.10.in-addr.arpa", "PTR", use_edns=0).to_wire(),
+    ]
+    rng = random.Random(2308)
+    for _ in range(3000):
+        packet = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            packet[rng.randrange(len(packet))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            packet = packet[: rng.randrange(len(packet))]
+        for tcp in (False, True):
+            reply = responder.respond(bytes(packet), tcp=tcp)
+            assert reply is None or isinstance(reply, bytes)
+            if isinstance(reply, bytes):
+                assert reply[:2] == bytes(packet[:2])
