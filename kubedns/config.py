@@ -137,7 +137,7 @@ def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -
         raw = _read_file(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
-    config = _build(Config, raw, prefix="")
+    config: Config = _build(Config, raw, prefix="")
     _validate(config)
     return config
 
@@ -178,7 +178,7 @@ def _build(cls: type[Any], raw: Any, *, prefix: str) -> Any:
     return cls(**values)
 
 
-def _convert(hint: Any, value: Any, *, key: str) -> Any:  # noqa: PLR0911 - one branch per type
+def _convert(hint: Any, value: Any, *, key: str) -> Any:
     origin = get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(hint) if a is not type(None)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 Kind = Literal["Namespace", "Service", "EndpointSlice", "Pod", "ConfigMap"]
 KINDS: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice", "Pod", "ConfigMap")
@@ -173,7 +173,7 @@ class _Reader:
         self.namespace = namespace
         self.name = name
 
-    def fail(self, field: str, problem: str) -> Any:
+    def fail(self, field: str, problem: str) -> NoReturn:
         raise ObjectError(self.kind, self.ref, field, problem)
 
     def mapping(self, parent: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
@@ -287,7 +287,11 @@ def _endpoint(reader: _Reader, raw: Mapping[str, Any], path: str, *, skip_ips: b
     if not isinstance(addresses, list):
         reader.fail(path + "addresses", "must be a list")
     # FQDN slices (deprecated) carry names, not IPs; DNS cannot answer A records from them.
-    ips = () if skip_ips else tuple(reader.ip(a, f"{path}addresses[{i}]") for i, a in enumerate(addresses))
+    ips = (
+        ()
+        if skip_ips
+        else tuple(reader.ip(a, f"{path}addresses[{i}]") for i, a in enumerate(addresses))
+    )
     conditions = reader.mapping(raw, "conditions", path)
     ready = conditions.get("ready") is not False and conditions.get("terminating") is not True
     return Endpoint(ips, reader.text(raw, "hostname", path).lower(), ready)
