@@ -75,6 +75,35 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """How the live API source lists and watches (see ``kubedns.sources.kube``)."""
+
+    page_size: int = 500
+    """Objects per list page (``limit``); client-go's pager default. Bounds the memory of one
+    response and the time the API server spends on one request in a large cluster."""
+    watch_timeout: float = 300.0
+    """Seconds the API server keeps one watch open (``timeoutSeconds``, randomised up to twice
+    this like client-go so watches of many replicas do not all reconnect at once)."""
+    read_timeout: float = 90.0
+    """Seconds without a byte on an open watch before the connection counts as dead. Longer
+    than the API server's bookmark interval (about 60 s), so an idle but healthy watch is kept."""
+    connect_timeout: float = 5.0
+    """Seconds to establish a connection to the API server before retrying."""
+    list_timeout: float = 60.0
+    """Seconds one list page may take to arrive in full."""
+    backoff_base: float = 0.5
+    """Seconds before the first retry after a failure; doubles with each failure in a row."""
+    backoff_cap: float = 30.0
+    """Longest wait between retries in seconds, so recovery is noticed soon after an outage."""
+    sync_timeout: float = 5.0
+    """Seconds to wait at start for the initial lists before serving anyway (CoreDNS waits 5 s);
+    until synced, unknown cluster names get SERVFAIL rather than NXDOMAIN."""
+    stop_timeout: float = 2.0
+    """Seconds to wait for worker threads to finish at shutdown before abandoning them (they are
+    daemon threads, so they never hold the process open)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every field has a default that suits a cluster."""
 
@@ -95,6 +124,7 @@ class Config:
     ttl: TTLConfig = field(default_factory=TTLConfig)
     tcp: TCPConfig = field(default_factory=TCPConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     @property
     def zone(self) -> str:
@@ -260,3 +290,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("ttl values must fit in 31 bits (RFC 2181)")
     if config.tcp.max_connections < 1:
         raise ConfigError("tcp.max_connections must be at least 1")
+    _validate_watch(config.watch)
+
+
+def _validate_watch(watch: WatchConfig) -> None:
+    if watch.page_size < 1:
+        raise ConfigError("watch.page_size must be at least 1")
+    for key in ("watch_timeout", "read_timeout", "connect_timeout", "list_timeout"):
+        if getattr(watch, key) <= 0:
+            raise ConfigError(f"watch.{key} must be more than 0 seconds")
+    if watch.backoff_cap < watch.backoff_base:
+        raise ConfigError("watch.backoff_cap must not be less than watch.backoff_base")
