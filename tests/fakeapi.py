@@ -423,15 +423,17 @@ class FakeApiServer:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        next_bookmark = loop.time() + (self.bookmark_interval or timeout)
         while (remaining := deadline - loop.time()) > 0:
-            wait = remaining
-            if bookmarks and self.bookmark_interval is not None:
-                wait = min(wait, self.bookmark_interval)
+            if watcher.transport is None or watcher.transport.is_closing():
+                return  # the client hung up; stop counting this watch as open
+            if bookmarks and self.bookmark_interval is not None and loop.time() >= next_bookmark:
+                next_bookmark = loop.time() + self.bookmark_interval
+                await self._write(response, self._bookmark(watcher.kind))
             try:
-                what, payload = await asyncio.wait_for(watcher.queue.get(), wait)
+                # Short waits so a client that went away is noticed soon.
+                what, payload = await asyncio.wait_for(watcher.queue.get(), min(remaining, 0.05))
             except TimeoutError:
-                if bookmarks and self.bookmark_interval is not None and loop.time() < deadline:
-                    await self._write(response, self._bookmark(watcher.kind))
                 continue
             if what == "disconnect":
                 raise _DisconnectError

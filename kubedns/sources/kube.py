@@ -229,7 +229,7 @@ class KubeSource:
             )
         elif exc.status == 429:
             if exc.retry_after is not None:
-                delay = min(exc.retry_after, self._settings.backoff_cap * 4)
+                delay = exc.retry_after  # the server knows its load better than our backoff
             log.warning(
                 "API server is throttling %s (429 Too Many Requests); retrying in %.2fs as asked",
                 kind,
