@@ -90,7 +90,8 @@ class WatchConfig:
     connect_timeout: float = 5.0
     """Seconds to establish a connection to the API server before retrying."""
     list_timeout: float = 60.0
-    """Seconds one list page may take to arrive in full."""
+    """Seconds a list request may go without receiving a byte before it counts as failed;
+    generous, because the API server may take a while to assemble a large page."""
     backoff_base: float = 0.5
     """Seconds before the first retry after a failure; doubles with each failure in a row."""
     backoff_cap: float = 30.0

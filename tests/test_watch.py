@@ -154,6 +154,18 @@ def test_bookmark_moves_the_resource_version(
     running.join()
 
 
+def test_periodic_bookmarks_keep_an_idle_watch_current(
+    fake: FakeApiServer, services: ResourceWatch, recorder: Recorder
+) -> None:
+    fake.bookmark_interval = 0.05
+    running = open_watch(fake, services)
+    fake.create(k.namespace("elsewhere"))
+    eventually(lambda: services.resource_version == str(fake.resource_version))
+    assert len(recorder.events) == 1
+    services.abort()
+    running.join()
+
+
 @pytest.mark.parametrize("style", ["event", "http"])
 def test_expired_version_ends_the_stream_and_forgets_the_version(
     fake: FakeApiServer, services: ResourceWatch, recorder: Recorder, style: str

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.config import ConfigException, incluster_config, kube_config
@@ -57,37 +57,77 @@ def api_client_from(
     """An API client: in-cluster when running in a pod and no kubeconfig is given, else the
     kubeconfig file (``kubeconfig``, then ``$KUBECONFIG``, then ``~/.kube/config``).
 
-    In-cluster, the service-account token file is read again a minute after it was last read
-    (the client's refresh hook), so bound tokens, which the kubelet rotates, keep working.
+    Raises ``KubeConfigError`` naming what was tried when neither works.
     """
     configuration = Configuration()
     # The watch loop owns every retry. urllib3's default would silently retry a 429 or 503 with
     # Retry-After by sleeping inside the worker thread, where a stop cannot interrupt it.
     configuration.retries = False
     if kubeconfig is None and environ.get("KUBERNETES_SERVICE_HOST"):
-        loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=str(service_account_dir / "token"),
-            cert_filename=str(service_account_dir / "ca.crt"),
-            try_refresh_token=True,
-            environ=environ,
-        )
+        _load_in_cluster(configuration, environ=environ, directory=service_account_dir)
+    else:
+        _load_kubeconfig(configuration, kubeconfig, environ=environ)
+    return ApiClient(configuration)
+
+
+def _load_in_cluster(
+    configuration: Configuration, *, environ: Mapping[str, str], directory: Path
+) -> None:
+    loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=str(directory / "token"),
+        cert_filename=str(directory / "ca.crt"),
+        try_refresh_token=False,
+        environ=environ,
+    )
+    try:
+        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        raise KubeConfigError(f"in-cluster API config from {directory}: {exc}") from exc
+    hook: Any = _TokenFile(directory / "token")  # the client types the attribute as None
+    configuration.refresh_api_key_hook = hook
+
+
+class _TokenFile:
+    """Refresh hook: re-read the service-account token whenever the file changed.
+
+    Bound tokens expire (an hour by default) and the kubelet rotates the file by swapping a
+    symlink; checking its identity before each request (a ``stat``; requests are rare) picks up
+    a new token at once, where the client's own hook waits a minute.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+
+    def __call__(self, configuration: Configuration) -> None:
         try:
-            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
-        except (ConfigException, OSError) as exc:
-            raise KubeConfigError(f"in-cluster API config in {service_account_dir}: {exc}") from exc
-        return ApiClient(configuration)
-    path = str(kubeconfig) if kubeconfig is not None else None
+            info = self._path.stat()
+            identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+            if identity == self._seen:
+                return
+            token = self._path.read_text(encoding="utf-8").strip()
+        except OSError as exc:  # keep the old token; the API will say 401 if it is stale
+            log.warning("cannot re-read service-account token %s: %s", self._path, exc)
+            return
+        if token:
+            configuration.api_key["BearerToken"] = f"Bearer {token}"
+            self._seen = identity
+
+
+def _load_kubeconfig(
+    configuration: Configuration, kubeconfig: Path | None, *, environ: Mapping[str, str]
+) -> None:
+    # Resolved here rather than by the client, which reads $KUBECONFIG once at import.
+    where = str(kubeconfig or environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser())
     try:
         kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, client_configuration=configuration, persist_config=False
+            config_file=where, client_configuration=configuration, persist_config=False
         )
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
-        where = path or environ.get("KUBECONFIG") or "~/.kube/config"
+    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise KubeConfigError(
             f"no API server to watch: not in a pod (KUBERNETES_SERVICE_HOST unset) and "
             f"kubeconfig {where} is unusable: {exc}"
         ) from exc
-    return ApiClient(configuration)
 
 
 class KubeSource:
@@ -116,7 +156,9 @@ class KubeSource:
         self._synced: set[Kind] = set()
         self._all_synced = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
 
     @property
     def kinds(self) -> tuple[Kind, ...]:
@@ -167,6 +209,9 @@ class KubeSource:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._join_threads()
+            # Events still queued from the workers are dropped: run() has returned, so the
+            # consumer must be able to rely on the source being quiet.
+            self._closed = True
 
     # --- outer loop ---------------------------------------------------------------------
 
@@ -174,25 +219,20 @@ class KubeSource:
         """Retry ``stream_once`` forever; the only decision here is how long to wait."""
         failures = 0
         while not stop.is_set():
-            reason, delay = "error", 0.0
             try:
                 outcome = await self._in_thread(watch.stream_once, f"kube-watch-{watch.kind}")
-            except ApiError as exc:
-                failures += 1
-                delay = self._delay_after_api_error(watch, exc, failures)
-            except ConnectionLostError as exc:
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning("%s; retrying in %.2fs", exc, delay)
-            except Exception:  # a bug; the watch must outlive it
-                failures += 1
-                delay = self._backoff(failures)
-                log.exception("%s watch failed unexpectedly; retrying in %.2fs", watch.kind, delay)
+            except Exception as exc:
+                # A stream that delivered something before failing starts the count afresh.
+                failures = 1 if watch.progressed else failures + 1
+                delay = self._delay_after_failure(watch, exc, failures)
+                reason = "error"
             else:
                 if outcome.end is StreamEnd.STOPPED:
                     return
                 if outcome.end is StreamEnd.EXPIRED:
                     metrics.RELISTS.labels(watch.kind).inc()
+                if failures and outcome.progressed:
+                    log.info("%s watch working again after %d failures", watch.kind, failures)
                 failures, delay = self._after_clean_end(outcome, failures)
                 reason = outcome.end.value
             metrics.WATCH_RESTARTS.labels(watch.kind, reason).inc()
@@ -200,12 +240,30 @@ class KubeSource:
                 return
 
     def _after_clean_end(self, outcome: Outcome, failures: int) -> tuple[int, float]:
-        """Reconnect at once after a productive stream; back off if streams end empty
-        (a server that closes every watch at once must not be hammered)."""
-        if outcome.progressed or (outcome.end is StreamEnd.EXPIRED and failures == 0):
+        """Reconnect at once after a productive stream. A 410 relists at once too, but only
+        the first time in a row: streams that keep ending with nothing back off, so a server
+        that closes every watch at once is not hammered."""
+        if outcome.progressed:
             return 0, 0.0
         failures += 1
+        if outcome.end is StreamEnd.EXPIRED and failures == 1:
+            return failures, 0.0
         return failures, self._backoff(failures)
+
+    def _delay_after_failure(self, watch: ResourceWatch, exc: Exception, failures: int) -> float:
+        if isinstance(exc, ApiError):
+            return self._delay_after_api_error(watch, exc, failures)
+        delay = self._backoff(failures)
+        if isinstance(exc, ConnectionLostError):
+            log.warning("%s; retrying in %.2fs", exc, delay)
+        else:  # a bug: say so loudly, but the watch must outlive it
+            log.error(
+                "%s watch failed unexpectedly; retrying in %.2fs",
+                watch.kind,
+                delay,
+                exc_info=exc,
+            )
+        return delay
 
     def _delay_after_api_error(self, watch: ResourceWatch, exc: ApiError, failures: int) -> float:
         delay = self._backoff(failures)
@@ -264,22 +322,28 @@ class KubeSource:
             else:
                 _call_on_loop(loop, _settle, future, result, None)
             finally:
-                self._threads.discard(threading.current_thread())
+                with self._threads_lock:
+                    self._threads.discard(threading.current_thread())
 
         thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.add(thread)
+        with self._threads_lock:
+            self._threads.add(thread)
         thread.start()
         return await future
 
     async def _join_threads(self) -> None:
         """Give aborted workers ``stop_timeout`` to finish without blocking the loop."""
         deadline = time.monotonic() + self._settings.stop_timeout
-        while any(t.is_alive() for t in list(self._threads)):
+        while alive := self._alive_threads():
             if time.monotonic() >= deadline:
-                names = ", ".join(t.name for t in list(self._threads) if t.is_alive())
+                names = ", ".join(t.name for t in alive)
                 log.warning("abandoning watch threads still running at shutdown: %s", names)
                 return
             await asyncio.sleep(0.01)
+
+    def _alive_threads(self) -> list[threading.Thread]:
+        with self._threads_lock:
+            return [t for t in self._threads if t.is_alive()]
 
     def _from_thread(self, arrival: Arrival) -> None:
         """Called by workers: hand the event to the loop, in order."""
@@ -288,6 +352,8 @@ class KubeSource:
 
     def _apply(self, arrival: Arrival) -> None:
         """On the loop thread: the sink applies the event, then sync state and metrics."""
+        if self._closed:
+            return
         event = arrival.event
         try:
             self._sink(event)

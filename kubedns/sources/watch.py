@@ -170,6 +170,11 @@ class ResourceWatch:
     def kind(self) -> Kind:
         return self.resource.kind
 
+    @property
+    def progressed(self) -> bool:
+        """Whether the latest ``stream_once()`` got anything, even if it then failed."""
+        return self._progressed
+
     def abort(self) -> None:
         """Make the running (and every later) ``stream_once()`` return promptly."""
         self._stopping.set()
