@@ -22,12 +22,15 @@ And what tests inject: failures by status code with Retry-After, abrupt disconne
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
 import copy
 import itertools
 import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -188,6 +191,7 @@ class FakeApiServer:
         app = web.Application()
         for path in PATHS:
             app.router.add_get(path, self._handle)
+        app.router.add_post("/_fake/churn", self._handle_churn)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -319,6 +323,35 @@ class FakeApiServer:
             watchers = [w for w in self._watchers if w.kind == kind]
         for watcher in watchers:
             _notify(watcher, what, payload)
+
+    # --- load generation ----------------------------------------------------------------
+
+    async def churn(self, *, rate: float, seconds: float) -> int:
+        """Modify EndpointSlices at ``rate`` changes a second for ``seconds`` (on the fake's
+        loop). Each change stamps the first endpoint's hostname with ``t<time_ns>`` and sets the
+        trigger-time annotation, so a consumer can measure change-to-applied latency."""
+        with self._lock:
+            keys = sorted(
+                k for k, o in self._objects["EndpointSlice"].items() if o.get("endpoints")
+            )
+        loop = asyncio.get_running_loop()
+        start, total = loop.time(), int(rate * seconds)
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            with self._lock:
+                current = copy.deepcopy(self._objects["EndpointSlice"][keys[i % len(keys)]])
+            now = time.time_ns()
+            current["endpoints"][0]["hostname"] = f"t{now}"
+            annotations = current["metadata"].setdefault("annotations", {})
+            annotations["endpoints.kubernetes.io/last-change-trigger-time"] = _rfc3339(now)
+            self._change("EndpointSlice", _key(current), current, must_exist=True)
+        return total
+
+    async def _handle_churn(self, request: web.Request) -> web.Response:
+        rate = float(request.query.get("rate", "200"))
+        seconds = float(request.query.get("seconds", "10"))
+        changes = await self.churn(rate=rate, seconds=seconds)
+        return web.json_response({"changes": changes})
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -557,3 +590,35 @@ def _encode_token(snapshot_id: int, offset: int) -> str:
 def _decode_token(token: str) -> tuple[int, int]:
     snapshot_id, offset = json.loads(base64.urlsafe_b64decode(token.encode()))
     return int(snapshot_id), int(offset)
+
+
+def _rfc3339(time_ns: int) -> str:
+    """RFC 3339 with microseconds, as the EndpointSlice controller writes trigger times."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos // 1000:06d}Z"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a cluster file standalone, e.g. for benchmarks or ``kubedns serve --kubeconfig``."""
+    parser = argparse.ArgumentParser(description="fake Kubernetes API server")
+    parser.add_argument("--load", type=Path, help="a JSON List of objects to serve")
+    parser.add_argument("--kubeconfig", type=Path, required=True, help="where to write it")
+    args = parser.parse_args(argv)
+    server = FakeApiServer()
+    if args.load is not None:
+        items = json.loads(args.load.read_text(encoding="utf-8"))["items"]
+        server.load(items)
+        del items
+    server.start()
+    server.write_kubeconfig(args.kubeconfig)
+    print(f"serving {server.url}; kubeconfig {args.kubeconfig}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import urllib3
-from kubernetes.client import ApiClient, CoreV1Api, DiscoveryV1Api
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from kubedns import metrics
@@ -42,39 +42,24 @@ _READ_SIZE = 65536
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """What to list and watch for one kind, and how the client spells the call."""
+    """What to list and watch for one kind."""
 
     kind: Kind
     path: str
-    """The collection's URL path, for log lines and RBAC hints."""
-    api: type[Any]
-    method: str
+    """The cluster-wide collection's URL path (also named in RBAC hints)."""
     field_selector: str = ""
 
 
+# Requests go through ApiClient.call_api rather than CoreV1Api and friends: those generated
+# modules cost over 20 MB of memory to import, a fifth of the whole server's budget.
 RESOURCES: dict[Kind, Resource] = {
-    "Namespace": Resource("Namespace", "/api/v1/namespaces", CoreV1Api, "list_namespace"),
-    "Service": Resource(
-        "Service", "/api/v1/services", CoreV1Api, "list_service_for_all_namespaces"
-    ),
+    "Namespace": Resource("Namespace", "/api/v1/namespaces"),
+    "Service": Resource("Service", "/api/v1/services"),
     # discovery.k8s.io/v1 only: v1 Endpoints is deprecated and truncates at 1000 addresses.
-    "EndpointSlice": Resource(
-        "EndpointSlice",
-        "/apis/discovery.k8s.io/v1/endpointslices",
-        DiscoveryV1Api,
-        "list_endpoint_slice_for_all_namespaces",
-    ),
+    "EndpointSlice": Resource("EndpointSlice", "/apis/discovery.k8s.io/v1/endpointslices"),
     # Only running pods can answer; the server filters, so the rest never reach memory.
-    "Pod": Resource(
-        "Pod",
-        "/api/v1/pods",
-        CoreV1Api,
-        "list_pod_for_all_namespaces",
-        field_selector="status.phase=Running",
-    ),
-    "ConfigMap": Resource(
-        "ConfigMap", "/api/v1/configmaps", CoreV1Api, "list_config_map_for_all_namespaces"
-    ),
+    "Pod": Resource("Pod", "/api/v1/pods", field_selector="status.phase=Running"),
+    "ConfigMap": Resource("ConfigMap", "/api/v1/configmaps"),
 }
 
 
@@ -158,7 +143,7 @@ class ResourceWatch:
         self.resource = resource
         self.resource_version: str | None = None
         """Where the next watch starts; ``None`` means list first."""
-        self._call: Callable[..., Any] = getattr(resource.api(api), resource.method)
+        self._api = api
         self._deliver = deliver
         self._settings = settings
         self._stopping = threading.Event()
@@ -222,12 +207,12 @@ class ResourceWatch:
 
     def _list_page(self, token: str) -> Mapping[str, Any] | None:
         """One page as parsed JSON; ``None`` if the continue token expired or we stopped."""
-        options: dict[str, Any] = {"limit": self._settings.page_size}
+        query: list[tuple[str, Any]] = [("limit", self._settings.page_size)]
         if token:
-            options["_continue"] = token
+            query.append(("continue", token))
         timeout = (self._settings.connect_timeout, self._settings.list_timeout)
         try:
-            response = self._request(options, timeout)
+            response = self._request(query, timeout)
         except ApiError as exc:
             if exc.status == 410:
                 # The continue token outlived the server's snapshot: a consistent list must
@@ -287,15 +272,15 @@ class ResourceWatch:
     def _watch(self) -> StreamEnd:
         # Spread reconnects of many replicas over [t, 2t), as client-go's reflector does.
         server_timeout = int(self._settings.watch_timeout * (1 + random.random()))
-        options = {
-            "watch": True,
-            "resource_version": self.resource_version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": max(1, server_timeout),
-        }
+        query: list[tuple[str, Any]] = [
+            ("watch", True),
+            ("resourceVersion", self.resource_version),
+            ("allowWatchBookmarks", True),
+            ("timeoutSeconds", max(1, server_timeout)),
+        ]
         timeout = (self._settings.connect_timeout, self._settings.read_timeout)
         try:
-            response = self._request(options, timeout)
+            response = self._request(query, timeout)
         except ApiError as exc:
             if exc.status == 410:
                 return self._expired(str(exc))
@@ -401,30 +386,48 @@ class ResourceWatch:
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    def _request(self, options: Mapping[str, Any], timeout: tuple[float, float]) -> Any:
-        """Start a request; the raw response, or ``None`` if aborted meanwhile."""
+    def _request(self, query: list[tuple[str, Any]], timeout: tuple[float, float]) -> Any:
+        """Start a GET; the raw urllib3 response, or ``None`` if aborted meanwhile."""
         if self.resource.field_selector:
-            options = {**options, "field_selector": self.resource.field_selector}
+            query = [*query, ("fieldSelector", self.resource.field_selector)]
         try:
-            response = self._call(**options, _preload_content=False, _request_timeout=timeout)
-        except ApiException as exc:
-            status = int(exc.status or 0)
-            metrics.API_ERRORS.labels(self.kind, str(status)).inc()
-            raise ApiError(
-                status, _status_message(exc.body), retry_after=_retry_after(exc)
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            method, url, headers, _, _ = self._api.param_serialize(
+                method="GET",
+                resource_path=self.resource.path,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            result = self._api.call_api(
+                method, url, header_params=headers, _request_timeout=timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError, ApiException) as exc:
+            # ApiException here means TLS failed (the client wraps SSLError as status 0).
             if self._stopping.is_set():
                 return None
             metrics.API_ERRORS.labels(self.kind, "connection").inc()
             raise ConnectionLostError(
                 f"cannot reach the API server for {self.kind}: {exc}"
             ) from exc
+        response = result.response
+        if not 200 <= response.status <= 299:
+            raise self._api_error(response)
         with self._lock:
             self._active = response
         if self._stopping.is_set():  # abort() ran before _active was set: it missed this one
             _unblock(response)
         return response
+
+    def _api_error(self, response: Any) -> ApiError:
+        status = int(response.status)
+        metrics.API_ERRORS.labels(self.kind, str(status)).inc()
+        try:
+            body = response.read()
+        except (urllib3.exceptions.HTTPError, OSError):
+            body = b""
+        finally:
+            response.release_conn()
+        return ApiError(status, _status_message(body), retry_after=_retry_after(response.headers))
 
     def _finish(self, response: _Response, *, reuse: bool) -> None:
         with self._lock:
@@ -437,14 +440,21 @@ class ResourceWatch:
 
 
 def _lines(response: _Response) -> Iterator[bytes]:
-    """Split a watch body into lines as bytes arrive (read1 returns whatever is there)."""
-    pending = b""
+    """Split a watch body into lines as bytes arrive (read1 returns whatever is there).
+
+    Partial lines are kept as a list of chunks and joined once, so a large object arriving in
+    many chunks costs linear time."""
+    pending: list[bytes] = []
     while chunk := response.read1(_READ_SIZE):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        first, *rest = chunk.split(b"\n")
+        *complete, tail = [b"".join([*pending, first]), *rest]
+        pending = [tail] if tail else []
         yield from (line for line in complete if line.strip())
-    if pending.strip():
-        yield pending
+    if pending and (last := b"".join(pending)).strip():
+        yield last
 
 
 def _unblock(response: _Response) -> None:
@@ -466,10 +476,9 @@ def _status_message(body: Any) -> str:
     return text[:200]
 
 
-def _retry_after(exc: ApiException) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds (the delta form; the API server never sends a date)."""
-    headers = exc.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    value = headers.get("Retry-After")
     if value is None:
         return None
     try:
