@@ -121,6 +121,8 @@ class FakeApiServer:
     """Seconds to wait before each watch line, for slow streams."""
     bookmark_interval: float | None = None
     """Send a BOOKMARK this often on watches that allow them; ``None`` for never."""
+    max_watch_seconds: float | None = None
+    """End every watch after this long whatever ``timeoutSeconds`` asked (0: at once)."""
     requests: list[SeenRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -417,6 +419,8 @@ class FakeApiServer:
     ) -> web.StreamResponse:
         since = int(params.get("resourceVersion") or 0)
         timeout = float(params.get("timeoutSeconds") or 1800)
+        if self.max_watch_seconds is not None:
+            timeout = min(timeout, self.max_watch_seconds)
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1", "True")
         loop = asyncio.get_running_loop()
         watcher = _Watcher(kind, selector, asyncio.Queue(), loop, request.transport)

@@ -329,3 +329,30 @@ async def test_pods_and_config_maps_only_when_asked(
     both = start(("Pod", "ConfigMap"))
     assert await both.source.wait_synced()
     assert both.store.names("Pod") == {"p"} and both.store.names("ConfigMap") == {"env"}
+
+
+async def test_an_idle_watch_reconnects_at_once_after_its_read_timeout(
+    fake: FakeApiServer, start: Callable[..., Running]
+) -> None:
+    # Backoff would wait at least 5 s; an idle watch is healthy and must not wait at all.
+    idle = WatchConfig(read_timeout=0.1, backoff_base=10, backoff_cap=10)
+    run = start(settings=idle)
+    assert await run.source.wait_synced()
+    await eventually(lambda: len(fake.seen("Service", watch=True)) >= 4, timeout=3)
+    assert len(fake.seen("Service", watch=False)) == 1
+
+
+async def test_a_server_that_closes_every_watch_at_once_is_not_hammered(
+    fake: FakeApiServer, start: Callable[..., Running]
+) -> None:
+    fake.max_watch_seconds = 0
+    run = start(settings=WatchConfig(backoff_base=0.2, backoff_cap=0.2))
+    assert await run.source.wait_synced()
+    await asyncio.sleep(0.5)
+    # Without backoff this would be hundreds; with it, one every 0.1-0.2 s.
+    assert 2 <= len(fake.seen("Service", watch=True)) <= 8
+
+
+def test_unknown_kinds_are_refused(api: ApiClient) -> None:
+    with pytest.raises(ValueError, match="cannot watch kind 'Endpoints'"):
+        KubeSource(api, kinds=("Endpoints",), sink=print, settings=FAST)  # type: ignore[arg-type]

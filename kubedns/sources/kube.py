@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+HEALTHY_STREAM_SECONDS = 1.0
+"""A stream open at least this long was not refused, even if nothing came on it."""
 
 
 class KubeConfigError(RuntimeError):
@@ -146,6 +148,9 @@ class KubeSource:
         sink: EventSink,
         settings: WatchConfig,
     ) -> None:
+        unknown = [kind for kind in kinds if kind not in RESOURCES]
+        if unknown:
+            raise ValueError(f"cannot watch kind {unknown[0]!r}; known: {', '.join(RESOURCES)}")
         self._sink = sink
         self._settings = settings
         self._kinds = tuple(dict.fromkeys(kinds))
@@ -219,6 +224,7 @@ class KubeSource:
         """Retry ``stream_once`` forever; the only decision here is how long to wait."""
         failures = 0
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 outcome = await self._in_thread(watch.stream_once, f"kube-watch-{watch.kind}")
             except Exception as exc:
@@ -233,17 +239,23 @@ class KubeSource:
                     metrics.RELISTS.labels(watch.kind).inc()
                 if failures and outcome.progressed:
                     log.info("%s watch working again after %d failures", watch.kind, failures)
-                failures, delay = self._after_clean_end(outcome, failures)
+                elapsed = time.monotonic() - started
+                failures, delay = self._after_clean_end(outcome, failures, elapsed=elapsed)
                 reason = outcome.end.value
             metrics.WATCH_RESTARTS.labels(watch.kind, reason).inc()
             if delay > 0 and await _stopped_within(stop, delay):
                 return
 
-    def _after_clean_end(self, outcome: Outcome, failures: int) -> tuple[int, float]:
-        """Reconnect at once after a productive stream. A 410 relists at once too, but only
-        the first time in a row: streams that keep ending with nothing back off, so a server
-        that closes every watch at once is not hammered."""
-        if outcome.progressed:
+    def _after_clean_end(
+        self, outcome: Outcome, failures: int, *, elapsed: float
+    ) -> tuple[int, float]:
+        """Reconnect at once after a healthy stream: one that brought something, or stayed
+        open a while, or went quiet for the whole read timeout (which paces retries by
+        itself). A 410 relists at once too, but only the first time in a row. Streams that keep
+        ending at once with nothing back off, so a server that closes every watch immediately
+        is not hammered."""
+        healthy = outcome.end is StreamEnd.IDLE or elapsed >= HEALTHY_STREAM_SECONDS
+        if outcome.progressed or healthy:
             return 0, 0.0
         failures += 1
         if outcome.end is StreamEnd.EXPIRED and failures == 1:
