@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from kubedns.config import WatchConfig
 from kubedns.objects import Kind, Service, SlimObject
 from kubedns.sources.events import Delete, Event, Replace, Upsert
-from kubedns.sources.kube import KubeSource
+from kubedns.sources.kube import KubeSource, watched_kinds
 from tests import kubeobjects as k
 from tests.fakeapi import FakeApiServer
 
@@ -290,6 +290,8 @@ async def test_stop_ends_run_promptly_and_leaves_no_threads(
     await asyncio.wait_for(run.task, 3)
     alive = [t.name for t in threading.enumerate() if t.name.startswith("kube-watch-")]
     assert alive == []
+    tasks = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("kube-watch")]
+    assert tasks == []
 
 
 async def test_stop_during_backoff_is_prompt(
@@ -356,3 +358,17 @@ async def test_a_server_that_closes_every_watch_at_once_is_not_hammered(
 def test_unknown_kinds_are_refused(api: ApiClient) -> None:
     with pytest.raises(ValueError, match="cannot watch kind 'Endpoints'"):
         KubeSource(api, kinds=("Endpoints",), sink=print, settings=FAST)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pods", "config_maps", "expected"),
+    [
+        ("insecure", False, ("Namespace", "Service", "EndpointSlice")),
+        ("disabled", True, ("Namespace", "Service", "EndpointSlice", "ConfigMap")),
+        ("verified", False, ("Namespace", "Service", "EndpointSlice", "Pod")),
+    ],
+)
+def test_pods_are_watched_only_when_verified(
+    pods: str, config_maps: bool, expected: tuple[str, ...]
+) -> None:
+    assert watched_kinds(pods=pods, config_maps=config_maps) == expected  # type: ignore[arg-type]
