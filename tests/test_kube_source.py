@@ -4,6 +4,7 @@ against the fake API server over real HTTP with the real ``kubernetes`` client."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -14,13 +15,16 @@ import pytest
 from kubernetes.client import ApiClient
 from prometheus_client import REGISTRY
 
+from bench.gen_cluster import generate
 from kubedns.config import WatchConfig
 from kubedns.objects import Kind, Service, SlimObject
 from kubedns.sources.events import Delete, Event, Replace, Upsert
 from kubedns.sources.kube import KubeSource, watched_kinds
+from kubedns.sources.snapshot import parse_snapshot
 from tests import kubeobjects as k
 from tests.fakeapi import FakeApiServer
 
+KINDS3: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice")
 FAST = WatchConfig(
     page_size=2,
     watch_timeout=30,
@@ -372,3 +376,19 @@ def test_pods_are_watched_only_when_verified(
     pods: str, config_maps: bool, expected: tuple[str, ...]
 ) -> None:
     assert watched_kinds(pods=pods, config_maps=config_maps) == expected  # type: ignore[arg-type]
+
+
+async def test_the_watch_and_the_snapshot_agree_on_the_same_cluster(
+    fake: FakeApiServer, start: Callable[..., Running]
+) -> None:
+    items = list(generate(namespaces=5, services=40, endpoints=150))
+    fake.load(items)
+    from_file = parse_snapshot(json.dumps({"kind": "List", "items": items}), source="test")
+    run = start(KINDS3)
+    assert await run.source.wait_synced()
+
+    from_api = {e.kind: e for e in run.store.events if isinstance(e, Replace)}
+    for replace in from_file:
+        if replace.kind in KINDS3:
+            assert set(from_api[replace.kind].objects) == set(replace.objects), replace.kind
+            assert len(replace.objects) > 0
