@@ -392,3 +392,46 @@ async def test_the_watch_and_the_snapshot_agree_on_the_same_cluster(
         if replace.kind in KINDS3:
             assert set(from_api[replace.kind].objects) == set(replace.objects), replace.kind
             assert len(replace.objects) > 0
+
+
+async def test_a_failing_consumer_loses_one_event_not_the_watch(
+    fake: FakeApiServer, api: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Event] = []
+
+    def picky(event: Event) -> None:
+        if isinstance(event, Upsert) and event.obj.name == "poison":
+            raise RuntimeError("consumer bug")
+        seen.append(event)
+
+    source = KubeSource(api, kinds=("Service",), sink=picky, settings=FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(stop))
+    try:
+        assert await source.wait_synced()
+        await eventually(lambda: fake.open_watches("Service") == 1)
+        fake.create(k.service("ns", "poison"))
+        fake.create(k.service("ns", "fine"))
+        await eventually(lambda: len(seen) == 2)
+    finally:
+        stop.set()
+        await task
+    assert isinstance(seen[1], Upsert) and seen[1].obj.name == "fine"
+    assert "event consumer failed on Upsert" in caplog.text
+
+
+async def test_restarts_are_counted_by_reason(
+    fake: FakeApiServer, start: Callable[..., Running]
+) -> None:
+    def restarts(reason: str) -> float:
+        return metric("kubedns_kubernetes_watch_restarts_total", kind="Service", reason=reason)
+
+    before = {reason: restarts(reason) for reason in ("error", "expired")}
+    run = start()
+    assert await run.source.wait_synced()
+    await eventually(lambda: fake.open_watches("Service") == 1)
+    fake.disconnect_watches("Service")
+    await eventually(lambda: restarts("error") == before["error"] + 1)
+    await eventually(lambda: fake.open_watches("Service") == 1)
+    fake.send_error("Service", 410, "too old")
+    await eventually(lambda: restarts("expired") == before["expired"] + 1)
