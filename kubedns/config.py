@@ -179,6 +179,36 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """How the live API source lists and watches (see ``kubedns.sources.kube``)."""
+
+    page_size: int = 500
+    """Objects per list page (``limit``); client-go's pager default. Bounds the memory of one
+    response and the time the API server spends on one request in a large cluster."""
+    watch_timeout: float = 300.0
+    """Seconds the API server keeps one watch open (``timeoutSeconds``, randomised up to twice
+    this like client-go so watches of many replicas do not all reconnect at once)."""
+    read_timeout: float = 90.0
+    """Seconds without a byte on an open watch before the connection counts as dead. Longer
+    than the API server's bookmark interval (about 60 s), so an idle but healthy watch is kept."""
+    connect_timeout: float = 5.0
+    """Seconds to establish a connection to the API server before retrying."""
+    list_timeout: float = 60.0
+    """Seconds a list request may go without receiving a byte before it counts as failed;
+    generous, because the API server may take a while to assemble a large page."""
+    backoff_base: float = 0.5
+    """Seconds before the first retry after a failure; doubles with each failure in a row."""
+    backoff_cap: float = 30.0
+    """Longest wait between retries in seconds, so recovery is noticed soon after an outage."""
+    sync_timeout: float = 5.0
+    """Seconds to wait at start for the initial lists before serving anyway (CoreDNS waits 5 s);
+    until synced, unknown cluster names get SERVFAIL rather than NXDOMAIN."""
+    stop_timeout: float = 2.0
+    """Seconds to wait for worker threads to finish at shutdown before abandoning them (they are
+    daemon threads, so they never hold the process open)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every field has a default that suits a cluster."""
 
@@ -203,6 +233,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     @property
     def zone(self) -> str:
@@ -482,6 +513,7 @@ def _validate(config: Config) -> None:
     _validate_webhook(config.webhook)
     _validate_forward(config.forward, config.zone)
     _validate_cache(config.cache)
+    _validate_watch(config.watch)
 
 
 def _validate_webhook(webhook: WebhookConfig) -> None:
@@ -494,3 +526,13 @@ def _validate_webhook(webhook: WebhookConfig) -> None:
         name = getattr(webhook, key)
         if not name or " " in name or name.count("/") > 1:
             raise ConfigError(f"webhook.{key} {name!r} is not an annotation name")
+
+
+def _validate_watch(watch: WatchConfig) -> None:
+    if watch.page_size < 1:
+        raise ConfigError("watch.page_size must be at least 1")
+    for key in ("watch_timeout", "read_timeout", "connect_timeout", "list_timeout"):
+        if getattr(watch, key) <= 0:
+            raise ConfigError(f"watch.{key} must be more than 0 seconds")
+    if watch.backoff_cap < watch.backoff_base:
+        raise ConfigError("watch.backoff_cap must not be less than watch.backoff_base")

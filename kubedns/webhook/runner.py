@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedns.config import Config
+from kubedns.sources import kube
 from kubedns.sources.snapshot import SnapshotError, load_snapshot
 from kubedns.webhook.dnsconfig import (
     DNSSettings,
@@ -126,25 +126,11 @@ def read_node_resolv_conf(path: Path | None) -> ResolvConf:
 
 
 def live_source(config: Config, catalog: ServiceCatalog) -> SourceRun:
-    """The API watch feeding the catalogue, from ``kubedns.sources.kube`` when it is present.
-
-    That module is written in parallel; importing it by name keeps this package importable
-    (and type-checked) without it, and its absence is an operator-facing error, not a crash.
-    """
-    try:
-        kube = importlib.import_module("kubedns.sources.kube")
-    except ModuleNotFoundError as exc:
-        raise WebhookStartError(
-            "the live API watch (kubedns.sources.kube) is not part of this build; "
-            "serve a cluster dump with --snapshot FILE instead"
-        ) from exc
+    """The API watch (the same code the DNS server uses) feeding the catalogue."""
     try:
         api = kube.api_client_from(config.kubeconfig)
     except kube.KubeConfigError as exc:
         raise WebhookStartError(str(exc)) from exc
-    # The watch's settings are ``Config.watch`` (WatchConfig), added on the informer branch;
-    # read by name so this branch type-checks before the two are merged.
-    settings = getattr(config, "watch")  # noqa: B009
-    source = kube.KubeSource(api, kinds=WATCHED_KINDS, sink=catalog.apply, settings=settings)
+    source = kube.KubeSource(api, kinds=WATCHED_KINDS, sink=catalog.apply, settings=config.watch)
     run: SourceRun = source.run
     return run

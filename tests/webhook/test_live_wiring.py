@@ -1,91 +1,52 @@
-"""The ``--kubeconfig`` path, against a stand-in for ``kubedns.sources.kube``.
-
-The real watch module is written on another branch; this fake has its described interface
-(``api_client_from(kubeconfig)``, ``KubeSource(api, *, kinds, sink, settings)`` with
-``async run(stop)``), so the wiring is checked now and keeps working once the real one lands.
-"""
+"""The webhook's ``--kubeconfig`` path: the real API watch, against the fake API server."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import types
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
-from kubedns.config import Config
-from kubedns.sources.events import EventSink, Replace
+from kubedns.config import WatchConfig, load
 from kubedns.webhook.runner import WebhookStartError, live_source
 from kubedns.webhook.store import ServiceCatalog
-from tests.webhook.helpers import service
+from tests import kubeobjects as k
+from tests.fakeapi import FakeApiServer
+
+FAST = {"watch.backoff_base": 0.01, "watch.backoff_cap": 0.05, "watch.read_timeout": 5}
 
 
-@dataclass(frozen=True, slots=True)
-class _ConfigWithWatch(Config):
-    """Config as it is after the informer branch merges: with a ``watch`` section."""
-
-    watch: str = "watch-settings"
-
-
-class _KubeConfigError(RuntimeError):
-    pass
+async def eventually(check: object, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
-class _FakeSource:
-    created: ClassVar[list[_FakeSource]] = []
-
-    def __init__(self, api: Any, *, kinds: tuple[str, ...], sink: EventSink, settings: Any) -> None:
-        self.api, self.kinds, self.sink, self.settings = api, kinds, sink, settings
-        self.stopped = False
-        _FakeSource.created.append(self)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self.sink(Replace("Service", (service("default", "kubernetes", "10.0.0.1"),)))
-        self.sink(Replace("ConfigMap", ()))
-        await stop.wait()
-        self.stopped = True
-
-
-def _api_client_from(kubeconfig: Path | None) -> str:
-    if kubeconfig == Path("/bad"):
-        raise _KubeConfigError("kubeconfig /bad is unusable")
-    return f"api for {kubeconfig}"
-
-
-@pytest.fixture
-def fake_kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    module = types.ModuleType("kubedns.sources.kube")
-    module.__dict__.update(
-        KubeSource=_FakeSource, api_client_from=_api_client_from, KubeConfigError=_KubeConfigError
+async def test_the_watch_feeds_the_catalogue(fake: FakeApiServer, tmp_path: Path) -> None:
+    fake.create(k.service("shop", "web", "10.0.0.7"))
+    fake.create(
+        {"kind": "ConfigMap", "metadata": {"namespace": "shop", "name": "env"}, "data": {"A": "1"}}
     )
-    monkeypatch.setitem(sys.modules, "kubedns.sources.kube", module)
-    _FakeSource.created.clear()
-    yield
-
-
-async def test_the_watch_feeds_the_catalogue(fake_kube: None) -> None:
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+    config = load(None, {"kubeconfig": str(kubeconfig), **FAST})
+    assert isinstance(config.watch, WatchConfig)
     catalog = ServiceCatalog()
-    run = live_source(_ConfigWithWatch(kubeconfig=Path("/kc")), catalog)
-    (source,) = _FakeSource.created
-    assert (source.api, source.kinds, source.settings) == (
-        "api for /kc",
-        ("Service", "ConfigMap"),
-        "watch-settings",
-    )
+    run = live_source(config, catalog)
     stop = asyncio.Event()
     task = asyncio.create_task(run(stop))
-    await asyncio.sleep(0)
-    assert catalog.is_synced
-    assert [s.name for s in catalog.services_for("shop")] == ["kubernetes"]
-    stop.set()
-    await task
-    assert source.stopped
+    try:
+        await eventually(lambda: catalog.is_synced)
+        assert [s.name for s in catalog.services_for("shop")] == ["web"]
+        fake.create(k.service("shop", "api", "10.0.0.8"))
+        await eventually(lambda: len(catalog.services_for("shop")) == 2)
+    finally:
+        stop.set()
+        await task
 
 
-def test_unusable_kubeconfig_is_a_start_error(fake_kube: None) -> None:
-    with pytest.raises(WebhookStartError, match="/bad is unusable"):
-        live_source(_ConfigWithWatch(kubeconfig=Path("/bad")), ServiceCatalog())
+def test_unusable_kubeconfig_is_a_start_error(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    with pytest.raises(WebhookStartError):
+        live_source(load(None, {"kubeconfig": str(missing)}), ServiceCatalog())
