@@ -20,14 +20,13 @@ from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.index import RecordIndex
-from kubedns.objects import Kind
 from kubedns.ops import OpsServer
+from kubedns.sources.kube import KubeConfigError, KubeSource, api_client_from, watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport.tcp import TCPServer
 from kubedns.transport.udp import UDPProtocol
 
 log = logging.getLogger(__name__)
-DNS_KINDS: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice", "Pod")
 
 
 @dataclass
@@ -45,11 +44,16 @@ class Server:
     forwarder: Forwarder | None = field(init=False, default=None)
     ops: OpsServer | None = field(init=False, default=None)
     stopping: bool = field(init=False, default=False)
+    source: KubeSource | None = field(init=False, default=None)
+    _stop_source: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         namespace, _, name = self.config.dns_service.partition("/")
-        self.index = RecordIndex(zone=self.config.zone, dns_service=(namespace, name))
+        self.kinds = watched_kinds(pods=self.config.pods)
+        self.index = RecordIndex(
+            zone=self.config.zone, dns_service=(namespace, name), required_kinds=self.kinds
+        )
         self.forwarder = self._build_forwarder()
         self.responder = Responder(ClusterZone(self.index, self.config), fallback=self.forwarder)
         self.address = self.config.listen
@@ -80,16 +84,55 @@ class Server:
             return None
 
     def load_sources(self) -> None:
-        """Fill the index before serving; a broken snapshot stops the start."""
-        if self.config.snapshot is None:
-            raise ConfigError("no cluster data: give --snapshot FILE")
-        for event in load_snapshot(self.config.snapshot, kinds=DNS_KINDS):
-            self.index.apply(event)
-        log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
+        """Load the snapshot into the index, or prepare the API watch (started by ``start``).
+
+        A broken snapshot or unusable credentials stop the start here, before any socket."""
+        if self.config.snapshot is not None:
+            for event in load_snapshot(self.config.snapshot, kinds=self.kinds):
+                self.index.apply(event)
+            log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
+            return
+        try:
+            api = api_client_from(self.config.kubeconfig)
+        except KubeConfigError as exc:
+            raise ConfigError(
+                f"no cluster data: {exc}. Give --kubeconfig FILE, run in a pod, "
+                "or serve a dump with --snapshot FILE"
+            ) from exc
+        self.source = KubeSource(
+            api, kinds=self.kinds, sink=self.index.apply, settings=self.config.watch
+        )
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Start the watch and wait (bounded) for its first lists, then open the listeners."""
+        if self.source is not None:
+            self._spawn(self.source.run(self._stop_source), name="kube-source")
+            if await self.source.wait_synced():
+                log.info("cluster listed (serial %d)", self.index.serial)
+        await self._listen()
+        if self.ops is not None:
+            await self.ops.start()
+        if self.forwarder is not None:
+            await self.forwarder.start()
+            self._spawn(self._check_loop(self.forwarder), name="forward-loop-check")
+
+    async def _listen(self) -> None:
+        """Bind UDP and TCP on one port. With port 0 the kernel picks the UDP port, and that
+        port may be taken for TCP, so a few fresh picks are tried before giving up."""
         listen = self.config.listen
+        attempts = 20 if listen.port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._bind(listen)
+                break
+            except OSError:
+                self._close_listeners()
+                if attempt == attempts - 1:
+                    raise
+        log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
+
+    async def _bind(self, listen: HostPort) -> None:
+        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
         udp_protocol = UDPProtocol(self.responder)
         self._udp, _ = await loop.create_datagram_endpoint(
@@ -102,12 +145,14 @@ class Server:
             self._tcp_handler.handle, listen.host, port, family=family, reuse_address=True
         )
         self.address = HostPort(listen.host, port)
-        log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
-        if self.ops is not None:
-            await self.ops.start()
-        if self.forwarder is not None:
-            await self.forwarder.start()
-            self._spawn(self._check_loop(self.forwarder), name="forward-loop-check")
+
+    def _close_listeners(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._tcp_handler is not None:
+            self._tcp_handler.close_all()
+        if self._udp is not None:
+            self._udp.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -132,18 +177,18 @@ class Server:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._tcp is not None:
-            self._tcp.close()
-        if self._tcp_handler is not None:
-            self._tcp_handler.close_all()
-        if self._udp is not None:
-            self._udp.close()
+        self._close_listeners()
         if self._udp_protocol is not None:
             await self._udp_protocol.drain()
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self.forwarder is not None:
             await self.forwarder.close()
+        self._stop_source.set()
+        loop_check = [t for t in self._tasks if t.get_name() == "forward-loop-check"]
+        for task in loop_check:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ops is not None:
             await self.ops.stop()
         log.info("stopped")

@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         "endpointslices,pods -A -o yaml) instead of a live cluster",
     )
     serve.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="watch the cluster of this kubeconfig (default: in-cluster credentials in a pod, "
+        "else $KUBECONFIG); exclusive with --snapshot",
+    )
+    serve.add_argument(
         "--listen",
         metavar="HOST:PORT",
         help="address for both UDP and TCP (default 127.0.0.1:5353; [::1]:53 for IPv6)",
@@ -73,6 +80,7 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags given on the command line, as dotted config keys."""
     flags = {
         "snapshot": args.snapshot,
+        "kubeconfig": args.kubeconfig,
         "listen": args.listen,
         "cluster_domain": args.cluster_domain,
         "pods": args.pods,

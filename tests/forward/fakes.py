@@ -97,11 +97,18 @@ class FakeUpstream:
 
     async def __aenter__(self) -> FakeUpstream:
         loop = asyncio.get_running_loop()
-        port = free_port(self.host)
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UDP(self), local_addr=(self.host, port)
-        )
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+        for attempt in range(20):  # a port free for UDP may be taken for TCP: pick again
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(self.host, 0)
+            )
+            port = int(self._udp.get_extra_info("sockname")[1])
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+                break
+            except OSError:
+                self._udp.close()
+                if attempt == 19:
+                    raise
         self.address = HostPort(self.host, port)
         return self
 
