@@ -23,11 +23,15 @@ Address = tuple[str, int]
 
 def udp_exchange(address: Address, wire: bytes, *, timeout: float = TIMEOUT) -> bytes:
     """One datagram out, one back; raises TimeoutError when the server stays silent."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with socket.socket(_family(address), socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         sock.sendto(wire, address)
         data, _ = sock.recvfrom(65535)  # socket.timeout is TimeoutError since Python 3.10
         return data
+
+
+def _family(address: Address) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
 
 
 def udp_silent(address: Address, wire: bytes, probe: bytes) -> bool:
@@ -35,7 +39,7 @@ def udp_silent(address: Address, wire: bytes, probe: bytes) -> bool:
     good query) from the same socket, and the first datagram back must be the probe's reply.
     The server reads one socket in order, so a reply to ``wire`` would have come first; no
     waiting on a timer is needed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with socket.socket(_family(address), socket.SOCK_DGRAM) as sock:
         sock.settimeout(TIMEOUT)
         sock.sendto(wire, address)
         sock.sendto(probe, address)

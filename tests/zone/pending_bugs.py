@@ -5,20 +5,28 @@ move the test into the matching test_*.py module."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
+
 import dns.rcode
 
+from kubedns import config as kubedns_config
+from kubedns.app import Server
 from kubedns.objects import from_raw
 from kubedns.sources.events import Upsert
 from tests.zone.dnsclient import (
     Address,
     ask,
+    make_query,
     opt_record,
     parse,
     raw_query,
+    tcp_frame,
     udp_exchange,
     wire_name,
 )
-from tests.zone.server import running
+from tests.zone.server import CLUSTER, running
 
 # Labels holding a literal dot (``web\.shop``) are legal DNS (RFC 1035 3.1, RFC 2181 11).
 
@@ -91,3 +99,51 @@ def test_pending_reverse_soa_owner_is_consistent(addr: Address) -> None:
     (soa,) = negative.msg.authority
     apex = ask(addr, soa.name.to_text(), "SOA")
     assert apex.msg.answer, (negative.authority, apex.authority)
+
+
+def test_pending_port_zero_start_is_reliable() -> None:
+    """B6: with port 0, UDP gets a free port and TCP is then bound to the same number, which
+    another TCP socket may hold: ``OSError: [Errno 98] ... address already in use``. Hog a
+    few thousand TCP ports so the collision happens within a few starts."""
+    hogs: list[socket.socket] = []
+    try:
+        for _ in range(3000):
+            hog = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            hog.bind(("127.0.0.1", 0))
+            hogs.append(hog)
+        for _ in range(40):
+            asyncio.run(_start_and_stop())
+    finally:
+        for hog in hogs:
+            hog.close()
+
+
+async def _start_and_stop() -> None:
+    settings = kubedns_config.load(None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0"})
+    server = Server(settings)
+    server.load_sources()
+    await server.start()
+    await server.stop()
+
+
+def test_pending_stop_awaits_tcp_handlers() -> None:
+    """D3: after ``Server.stop()`` the handler of a TCP connection that is still open keeps
+    running (Python 3.11's ``asyncio.Server.wait_closed`` does not wait for connections), so an
+    embedding loop that closes then logs "Task was destroyed but it is pending!"."""
+    asyncio.run(_stop_with_open_connection())
+
+
+async def _stop_with_open_connection() -> None:
+    settings = kubedns_config.load(None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0"})
+    server = Server(settings)
+    server.load_sources()
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.address.port)
+    writer.write(tcp_frame(make_query("web.shop.svc.cluster.local", "A").to_wire()))
+    await writer.drain()
+    (length,) = struct.unpack("!H", await reader.readexactly(2))
+    await reader.readexactly(length)
+    await server.stop()
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    writer.close()
+    assert not leftover, leftover

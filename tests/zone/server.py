@@ -52,6 +52,11 @@ class ServerThread:
         self._ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.server.stop())
+        # As asyncio.run does: Server.stop() leaves open TCP connections' handlers running.
+        leftover = asyncio.all_tasks(self.loop)
+        for task in leftover:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         self.loop.close()
 
     def start(self) -> None:

@@ -149,6 +149,17 @@ def test_udp_srv_trims_additional_before_truncating(addr: Address) -> None:
     assert len(udp512.raw) <= 512
 
 
+def test_udp_drops_optional_additional_without_tc(addr: Address) -> None:
+    """RFC 2181 9: leaving out additional records does not need TC; the answer stays whole."""
+    reply = ask(addr, f"_postgres._tcp.db.data.svc.{Z}", "SRV")
+    assert len(reply.raw) <= 512
+    assert not reply.tc
+    assert reply.counts.an == 5
+    full = ask(addr, f"_postgres._tcp.db.data.svc.{Z}", "SRV", tcp=True)
+    assert set(reply.additional) <= set(full.additional)
+    assert len(full.additional) == 7
+
+
 def test_tcp_several_queries_on_one_connection(addr: Address) -> None:
     with tcp_connect(addr) as sock:
         for index, (qname, qtype) in enumerate(
@@ -378,6 +389,31 @@ def test_other_classes_refused(addr: Address, qname: str, qtype: str, rdclass: s
     reply = ask(addr, qname, qtype, rdclass=rdclass)
     assert reply.rcode_text == "REFUSED"
     assert reply.msg.answer == []
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_reply_cache_respects_flags_and_edns(addr: Address, tcp: bool) -> None:
+    """The same name asked with different RD/CD, EDNS and DO, alternately: each reply matches
+    its own query (a reply cache keyed too loosely would mix them up)."""
+    name = wire_name(f"v6only.shop.svc.{Z}")
+    variants = [
+        (0x0100, b"", 0),
+        (0x0000, b"", 0),
+        (0x0110, b"", 0),
+        (0x0100, opt_record(), 1),
+        (0x0100, opt_record(do=True), 1),
+        (0x0000, opt_record(payload=512), 1),
+    ]
+    for _ in range(2):
+        for flags, tail, arcount in variants:
+            packet = raw_query(name, 28, flags=flags, tail=tail, arcount=arcount)
+            raw = tcp_exchange(addr, packet) if tcp else udp_exchange(addr, packet)
+            reply = parse(raw)
+            assert reply.flags & 0x0110 == flags & 0x0110
+            assert (reply.msg.edns == 0) is bool(tail)
+            if tail:
+                assert bool(reply.msg.ednsflags & dns.flags.DO) is (tail[7] & 0x80 != 0)
+            assert reply.answer == [f"v6only.shop.svc.{Z}. 5 in aaaa fd00:96::20"]
 
 
 def test_query_id_and_opcode_echoed(addr: Address) -> None:

@@ -264,6 +264,34 @@ def test_broken_snapshot_stops_serve(
     check_refusal(returncode, capsys.readouterr().err, path, words)
 
 
+def test_typed_list_snapshot(tmp_path: Path) -> None:
+    """``kubectl get services -o yaml`` of one kind may print a ``ServiceList`` whose items
+    carry no ``kind``; other kinds (a ConfigMap, Endpoints) are ignored."""
+    text = yaml.safe_dump_all(
+        [
+            {"kind": "NamespaceList", "items": [{"metadata": {"name": "shop"}}]},
+            {
+                "kind": "ServiceList",
+                "items": [
+                    {
+                        "metadata": {"name": "web", "namespace": "shop"},
+                        "spec": {"clusterIP": "10.96.1.10"},
+                    },
+                ],
+            },
+            {"kind": "Endpoints", "metadata": {"name": "web", "namespace": "shop"}},
+            {"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}, "data": {}},
+        ]
+    )
+    path = tmp_path / "typed.yaml"
+    path.write_text(text)
+    with running(snapshot=str(path)) as thread:
+        assert ask(thread.address, "web.shop.svc.cluster.local").answer == [
+            "web.shop.svc.cluster.local. 5 in a 10.96.1.10"
+        ]
+        assert ask(thread.address, "shop.svc.cluster.local").rcode_text == "NOERROR"
+
+
 @pytest.mark.parametrize(("text", "words"), [BROKEN[0], BROKEN[2]])
 def test_broken_snapshot_stops_the_process(tmp_path: Path, text: str, words: list[str]) -> None:
     path = tmp_path / "broken.yaml"
@@ -296,8 +324,9 @@ def test_missing_snapshot_file_stops_serve(
         ["--listen", "localhost"],
         ["--listen", "127.0.0.1:99999"],
         ["--cluster-domain", "bad..domain"],
+        ["--config", "/nonexistent/kubedns.yaml"],
     ],
-    ids=["pods", "listen-host", "listen-port", "cluster-domain"],
+    ids=["pods", "listen-host", "listen-port", "cluster-domain", "config-missing"],
 )
 def test_bad_flags_stop_serve(
     args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -310,6 +339,16 @@ def test_bad_flags_stop_serve(
     assert returncode == 2
     err = capsys.readouterr().err
     assert err
+    assert "Traceback" not in err
+
+
+def test_serve_without_snapshot_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "setup", lambda settings: None)
+    assert cli.main(["serve", "--listen", "127.0.0.1:0"]) != 0
+    err = capsys.readouterr().err
+    assert "snapshot" in err
     assert "Traceback" not in err
 
 

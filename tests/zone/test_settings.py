@@ -199,3 +199,15 @@ def test_other_cluster_domain_apex(custom_domain: ServerThread) -> None:
     assert reply.rcode_text == "NOERROR"
     assert reply.aa
     assert reply.msg.answer[0].name.to_text() == "corp.example."
+
+
+def test_listen_on_ipv6_loopback() -> None:
+    try:
+        with running(listen="[::1]:0") as thread:
+            address = thread.address
+            assert address[0] == "::1"
+            for tcp in (False, True):
+                reply = ask(address, f"web.shop.svc.{Z}", "AAAA", tcp=tcp)
+                assert reply.answer == [f"web.shop.svc.{Z}. 5 in aaaa fd00:96::10"]
+    except OSError as exc:  # a host without IPv6 loopback
+        pytest.skip(f"no [::1]: {exc}")
