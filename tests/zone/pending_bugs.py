@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from pathlib import Path
 
 import dns.rcode
+import yaml
 
 from kubedns import config as kubedns_config
 from kubedns.app import Server
@@ -147,3 +149,25 @@ async def _stop_with_open_connection() -> None:
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     writer.close()
     assert not leftover, leftover
+
+
+def test_pending_verified_pod_namespace_is_not_nxdomain(tmp_path: Path) -> None:
+    """B7: RFC 8020: with ``pods: verified`` and a Pod in a namespace that has no Namespace
+    object and no Service (a snapshot of ``kubectl get services,endpointslices,pods``, or a
+    watch where Pods arrive first), ``<ip>.ghost.pod.<zone>`` answers but its parent
+    ``ghost.pod.<zone>`` is NXDOMAIN, denying everything below it."""
+    snapshot = tmp_path / "ghost.yaml"
+    snapshot.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "Pod",
+                "metadata": {"name": "g", "namespace": "ghost"},
+                "status": {"podIP": "10.244.3.3"},
+            }
+        )
+    )
+    with running(pods="verified", snapshot=str(snapshot)) as thread:
+        child = ask(thread.address, "10-244-3-3.ghost.pod.cluster.local", "A")
+        assert child.rcode_text == "NOERROR"
+        parent = ask(thread.address, "ghost.pod.cluster.local", "A")
+        assert parent.rcode_text == "NOERROR", "NXDOMAIN above an existing name"

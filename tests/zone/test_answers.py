@@ -107,6 +107,7 @@ SRV_CLUSTER_IP = [
     nxdomain(f"_http._udp.{WEB}", "SRV", note="wrong protocol"),
     nxdomain(f"_8080._tcp.{WEB}", "SRV", note="unnamed port has no SRV"),
     nxdomain(f"_nope._tcp.{WEB}", "SRV"),
+    nxdomain(f"x._http._tcp.{WEB}", "SRV", note="below an SRV owner"),
     nodata(f"_tcp.{WEB}", "SRV", note="empty non-terminal"),
     nodata(f"_udp.{WEB}", "SRV", note="empty non-terminal"),
     nodata(f"_sctp.{WEB}", "A", note="empty non-terminal"),
@@ -190,6 +191,8 @@ HEADLESS = [
         [srv(f"_postgres._tcp.{DB}", 5432, t) for t in DB_TARGETS],
     ),
     nxdomain(f"_7000._tcp.{DB}", "SRV", note="unnamed port"),
+    nxdomain(f"foo.db-0.{DB}", note="below an endpoint name"),
+    nodata(f"db-0.{DB}", "SRV", note="endpoint name without SRV"),
     nodata(f"_tcp.{DB}", "SRV", note="empty non-terminal"),
     Row(
         MANUAL,
