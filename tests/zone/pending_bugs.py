@@ -16,7 +16,7 @@ import yaml
 from kubedns import config as kubedns_config
 from kubedns.app import Server
 from kubedns.objects import from_raw
-from kubedns.sources.events import Upsert
+from kubedns.sources.events import Delete, Upsert
 from tests.zone.dnsclient import (
     Address,
     ask,
@@ -171,3 +171,19 @@ def test_pending_verified_pod_namespace_is_not_nxdomain(tmp_path: Path) -> None:
         assert child.rcode_text == "NOERROR"
         parent = ask(thread.address, "ghost.pod.cluster.local", "A")
         assert parent.rcode_text == "NOERROR", "NXDOMAIN above an existing name"
+
+
+def test_pending_namespace_event_without_visible_change_keeps_serial() -> None:
+    """D4: deleting (or re-adding) the Namespace object of a namespace that still has Services
+    changes nothing DNS answers (``shop.svc`` stays NODATA, pods still answer), yet the serial
+    moves."""
+    with running() as thread:
+
+        def serial() -> int:
+            return int(ask(thread.address, "cluster.local", "SOA").msg.answer[0][0].serial)
+
+        before = serial()
+        thread.call(thread.server.index.apply, Delete("Namespace", "", "shop"))
+        assert ask(thread.address, "shop.svc.cluster.local").rcode_text == "NOERROR"
+        assert ask(thread.address, "1-2-3-4.shop.pod.cluster.local").rcode_text == "NOERROR"
+        assert serial() == before
