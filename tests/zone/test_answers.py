@@ -418,3 +418,17 @@ def test_tcp_with_edns(addr: Address, row: Row) -> None:
     reply = ask(addr, row.qname, row.qtype, tcp=True, edns=0)
     check(row, reply)
     assert reply.msg.edns == 0
+
+
+@pytest.mark.parametrize(
+    "qname", ["4.3.2.1.in-addr.arpa", "9.9.9.10.in-addr.arpa", "1.0.0.0.0.0.0.0.ip6.arpa"]
+)
+def test_reverse_names_the_cluster_does_not_own(addr: Address, qname: str) -> None:
+    """Not a cluster address: either refused (not ours) or an authoritative NXDOMAIN with an
+    SOA; never an answer, never a silent drop."""
+    reply = ask(addr, qname, "PTR")
+    assert reply.rcode_text in (NXDOMAIN, REFUSED)
+    assert reply.msg.answer == []
+    if reply.rcode_text == NXDOMAIN:
+        assert reply.aa
+        assert reply.authority_types == ["SOA"]

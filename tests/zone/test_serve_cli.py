@@ -224,6 +224,34 @@ BROKEN = [
         ["metadata.name"],
         id="no-name",
     ),
+    pytest.param(
+        yaml.safe_dump(
+            {
+                "kind": "EndpointSlice",
+                "metadata": {"name": "web-1", "namespace": "shop"},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.1"], "conditions": "yes"}],
+            }
+        ),
+        ["shop/web-1", "endpoints[0].conditions"],
+        id="slice-conditions-not-a-mapping",
+    ),
+    pytest.param(
+        yaml.safe_dump(
+            {
+                "kind": "EndpointSlice",
+                "metadata": {"name": "web-1", "namespace": "shop"},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.1"], "hostname": 7}],
+            }
+        ),
+        ["shop/web-1", "endpoints[0].hostname"],
+        id="slice-hostname-not-a-string",
+    ),
+    pytest.param(with_spec(type=["ClusterIP"]), ["shop/web", "spec.type"], id="type-not-a-string"),
+    pytest.param(
+        yaml.safe_dump({**SERVICE, "spec": "none"}), ["shop/web", "spec"], id="spec-not-a-mapping"
+    ),
     pytest.param("- just\n- a list\n", ["not a mapping"], id="document-is-a-list"),
     pytest.param("just a string\n", ["not a mapping"], id="document-is-a-string"),
     pytest.param(
@@ -262,6 +290,15 @@ def test_broken_snapshot_stops_serve(
         ["serve", "--snapshot", str(path), "--listen", f"127.0.0.1:{free_port()}"]
     )
     check_refusal(returncode, capsys.readouterr().err, path, words)
+
+
+def test_demo_cluster_snapshot_serves() -> None:
+    """The shipped ``config/demo-cluster.yaml`` (what ``make run`` serves) loads and answers."""
+    demo = Path(__file__).parents[2] / "config" / "demo-cluster.yaml"
+    with running(snapshot=str(demo)) as thread:
+        reply = ask(thread.address, "kubernetes.default.svc.cluster.local", "A")
+        assert reply.answer == ["kubernetes.default.svc.cluster.local. 5 in a 10.96.0.1"]
+        assert ask(thread.address, "cluster.local", "SOA").rcode_text == "NOERROR"
 
 
 def test_typed_list_snapshot(tmp_path: Path) -> None:
