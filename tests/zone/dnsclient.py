@@ -44,7 +44,7 @@ def udp_silent(address: Address, wire: bytes, probe: bytes) -> bool:
         sock.sendto(wire, address)
         sock.sendto(probe, address)
         data, _ = sock.recvfrom(65535)
-        return data[:2] == probe[:2] and len(data) > len(probe) - 1 and data[2] & 0x80 != 0
+        return data[:2] == probe[:2] and len(data) >= len(probe) and data[2] & 0x80 != 0
 
 
 def tcp_frame(wire: bytes) -> bytes:
