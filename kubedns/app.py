@@ -27,6 +27,7 @@ from kubedns.transport.tcp import TCPServer
 from kubedns.transport.udp import UDPProtocol
 
 log = logging.getLogger(__name__)
+SNAPSHOT_KINDS = watched_kinds(pods="verified")
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Server:
         """The fixed chain's last link. Without configured upstreams the node's resolv.conf is
         used; if that names none, names outside the cluster are REFUSED (and logged here)."""
         config = self.config
+        if not config.forward.enabled:
+            return None
         try:
             return Forwarder(
                 config.forward, config.cache, listen=[config.listen], never_forward=[config.zone]
@@ -88,8 +91,11 @@ class Server:
 
         A broken snapshot or unusable credentials stop the start here, before any socket."""
         if self.config.snapshot is not None:
-            for event in load_snapshot(self.config.snapshot, kinds=self.kinds):
-                self.index.apply(event)
+            # Every kind DNS can use is validated, so a broken Pod stops the start even in a
+            # mode that does not keep Pods; only the watched kinds reach the index.
+            for event in load_snapshot(self.config.snapshot, kinds=SNAPSHOT_KINDS):
+                if event.kind in self.kinds:
+                    self.index.apply(event)
             log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
             return
         try:

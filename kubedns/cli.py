@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the nameservers of /etc/resolv.conf",
     )
     serve.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="authoritative only: names outside the cluster zone get REFUSED",
+    )
+    serve.add_argument(
         "--ops-listen",
         metavar="HOST:PORT",
         help="serve /metrics, /health and /ready over HTTP here (default: off)",
@@ -88,6 +93,8 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "logging.level": args.log_level,
         "logging.format": args.log_format,
     }
+    if args.no_forward:
+        flags["forward.enabled"] = False
     if args.upstream:
         flags["forward.upstreams"] = [_upstream(text) for text in args.upstream]
     return {key: value for key, value in flags.items() if value is not None}

@@ -129,6 +129,9 @@ class ForwardConfig:
     can migrate without rewriting; they are turned into ``stub_domains`` and ``upstreams``.
     """
 
+    enabled: bool = True
+    """Forward names outside the cluster zone. Off, kubedns is authoritative only: other names
+    get REFUSED and unknown reverse names an authoritative NXDOMAIN."""
     upstreams: tuple[HostPort, ...] = ()
     """Upstream resolvers, ``HOST:PORT``. Empty means the nameservers of ``/etc/resolv.conf``
     (the node's resolver, as the DNS pods run with dnsPolicy Default). At most 15."""

@@ -25,7 +25,14 @@ class ServerThread:
     """One server on 127.0.0.1 and an ephemeral port; ``address`` is where it listens."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
-        settings = {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0", **overrides}
+        # Authoritative only: these tests pin the zone's own answers (REFUSED outside it), and
+        # no query may leave loopback towards the machine's resolver.
+        settings = {
+            "snapshot": str(CLUSTER),
+            "listen": "127.0.0.1:0",
+            "forward.enabled": False,
+            **overrides,
+        }
         self.config = kubedns_config.load(None, settings)
         self.server = Server(self.config)
         self.loop = asyncio.new_event_loop()

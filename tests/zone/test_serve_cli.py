@@ -56,7 +56,7 @@ def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], Address]]:
     port = free_port()
     address = ("127.0.0.1", port)
     process = subprocess.Popen(
-        [*COMMAND, "serve", "--listen", f"127.0.0.1:{port}", *args],
+        [*COMMAND, "serve", "--no-forward", "--listen", f"127.0.0.1:{port}", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -335,7 +335,15 @@ def test_broken_snapshot_stops_the_process(tmp_path: Path, text: str, words: lis
     path.write_text(text)
     port = free_port()
     result = subprocess.run(
-        [*COMMAND, "serve", "--snapshot", str(path), "--listen", f"127.0.0.1:{port}"],
+        [
+            *COMMAND,
+            "serve",
+            "--no-forward",
+            "--snapshot",
+            str(path),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
