@@ -186,6 +186,8 @@ class Server:
         self._close_listeners()
         if self._udp_protocol is not None:
             await self._udp_protocol.drain()
+        if self._tcp_handler is not None:
+            await self._tcp_handler.drain()
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self.forwarder is not None:

@@ -83,7 +83,12 @@ class RecordIndex:
         return name in self._existing
 
     def namespace_exists(self, namespace: str) -> bool:
-        return namespace in self._namespaces or self.names.namespace(namespace) in self._existing
+        """A Namespace object, or (in snapshots without them) any Service or Pod in it."""
+        return (
+            namespace in self._namespaces
+            or self.names.namespace(namespace) in self._existing
+            or bool(self._pod_ips.get(namespace))
+        )
 
     def pod_has_ip(self, namespace: str, ip: str) -> bool:
         return self._pod_ips[namespace][ip] > 0 if namespace in self._pod_ips else False
@@ -123,7 +128,7 @@ class RecordIndex:
                     self._forget_pod(old_pod)
                     self._pods[obj.key] = obj
                     self._pod_ips[obj.namespace].update(obj.ips)
-                    self.generation += 1
+                    self._pods_changed()
 
     def _delete(self, kind: Kind, key: Key) -> None:
         match kind:
@@ -143,7 +148,7 @@ class RecordIndex:
                 pod = self._pods.pop(key, None)
                 if pod is not None:
                     self._forget_pod(pod)
-                    self.generation += 1
+                    self._pods_changed()
 
     def _replace(self, kind: Kind, objects: tuple[SlimObject, ...]) -> None:
         """Reconcile against a complete list: delete what is gone, upsert the rest."""
@@ -175,6 +180,11 @@ class RecordIndex:
             self._refresh_service((old.namespace, old.service_name))
         self._slices_by_service[(new.namespace, new.service_name)].add(new.name)
         self._refresh_service((new.namespace, new.service_name))
+
+    def _pods_changed(self) -> None:
+        """Pods are only kept in ``verified`` mode, where their IPs decide pod answers."""
+        self.serial += 1
+        self.generation += 1
 
     def _forget_pod(self, pod: Pod | None) -> None:
         if pod is None:
@@ -212,7 +222,8 @@ class RecordIndex:
         self._contribute(("zone", "", zone), structure)
 
     def _contribute(self, contributor: ContributorKey, new: Contribution) -> None:
-        """Swap one contributor's records, touching only the names that changed."""
+        """Swap one contributor's records, touching only the names that changed; the serial
+        moves only if a name appeared or vanished or its merged records changed."""
         old = self._contributions.get(contributor, {})
         if old == new:
             return
@@ -220,37 +231,58 @@ class RecordIndex:
             self._contributions[contributor] = new
         else:
             self._contributions.pop(contributor, None)
+        visible = False
         for name in old.keys() - new.keys():
-            self._release(_ancestors(name, self.zone))
+            visible |= self._release(_ancestors(name, self.zone))
             del self._owners[name][contributor]
-            self._merge(name)
+            visible |= self._merge(name)
         for name, rrsets in new.items():
             if name not in old:
-                self._existing.update(_ancestors(name, self.zone))
-            if old.get(name) != rrsets or name not in old:
+                visible |= self._acquire(_ancestors(name, self.zone))
+            if name not in old or old[name] != rrsets:
                 self._owners[name][contributor] = rrsets
-                self._merge(name)
-        self.serial += 1
-        self.generation += 1
+                visible |= self._merge(name)
+        if visible:
+            self.serial += 1
+            self.generation += 1
 
-    def _release(self, names: list[str]) -> None:
+    def _acquire(self, names: list[str]) -> bool:
+        """Count one more owner below each name; True if a name came into existence."""
         existing = self._existing
+        appeared = False
+        for name in names:
+            appeared |= name not in existing
+            existing[name] += 1
+        return appeared
+
+    def _release(self, names: list[str]) -> bool:
+        """Count one owner less below each name; True if a name stopped existing."""
+        existing = self._existing
+        vanished = False
         for name in names:
             existing[name] -= 1
             if existing[name] <= 0:
                 del existing[name]
+                vanished = True
+        return vanished
 
-    def _merge(self, name: str) -> None:
+    def _merge(self, name: str) -> bool:
+        """Recompute the records owned by ``name``; True if they changed."""
+        # An owner with no RRsets (a namespace's ENT) adds no records: only existence, which
+        # _acquire and _release track.
+        before = self._records.get(name) or {}
         owners = self._owners.get(name)
         if not owners:
             self._owners.pop(name, None)
             self._records.pop(name, None)
-            return
+            return bool(before)
         merged: dict[int, dict[Rdata, None]] = {}
         for rrsets in owners.values():
             for qtype, rdata in rrsets.items():
                 merged.setdefault(qtype, {}).update(dict.fromkeys(rdata))
-        self._records[name] = {qtype: tuple(rdata) for qtype, rdata in merged.items()}
+        after = {qtype: tuple(rdata) for qtype, rdata in merged.items()}
+        self._records[name] = after
+        return after != before
 
 
 def _key(obj: SlimObject) -> Key:

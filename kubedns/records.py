@@ -116,14 +116,14 @@ class _Builder:
         self.records.setdefault(name, {}).setdefault(qtype, {})[rdata] = None
 
     def add_srv(self, base: str, port_name: str, protocol: str, port: int, target: str) -> None:
-        """SRV at ``_<port>._<proto>.<base>`` for named ports; every port also answers an SRV
-        query at the service name itself, as CoreDNS does. Port 0 (unset) gets none."""
-        if not port:
+        """SRV at ``_<port>._<proto>.<base>``, and at the service name itself as CoreDNS does,
+        for named ports only: the schema gives unnamed ports no SRV record. Port 0 (unset in a
+        slice) gets none either."""
+        if not port or not port_name:
             return
         srv = Srv(0, 0, port, target)
         self.add(base, SRV, srv)
-        if port_name:
-            self.add(f"_{port_name.lower()}._{protocol.lower()}.{base}", SRV, srv)
+        self.add(f"_{port_name.lower()}._{protocol.lower()}.{base}", SRV, srv)
 
     def finish(self) -> Contribution:
         result: Contribution = {}

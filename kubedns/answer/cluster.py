@@ -61,11 +61,14 @@ class ClusterZone:
         if self.covers(qname):
             relative = qname[: -len(self.suffix)] if qname != self.zone else ""
             return self._in_zone(qname, relative, qtype)
-        return self._lookup(qname, qtype, apex=self.reverse_zone_of(qname))
+        apex = self.reverse_zone_of(qname)
+        if qname == apex:
+            return self._apex(apex, qtype)
+        return self._lookup(qname, qtype, apex=apex)
 
     def _in_zone(self, qname: str, relative: str, qtype: int) -> Outcome:
         if relative == "":
-            return self._apex(qtype)
+            return self._apex(self.zone, qtype)
         if relative == "dns-version":
             txt = RR(qname, TXT, self.ttl.dns_version, SCHEMA_VERSION)
             return self._positive([txt]) if qtype in (TXT, ANY) else self._nodata(self.zone)
@@ -73,13 +76,14 @@ class ClusterZone:
             return self._pod(qname, relative.removesuffix(".pod"), qtype)
         return self._lookup(qname, qtype, apex=self.zone)
 
-    def _apex(self, qtype: int) -> Outcome:
+    def _apex(self, apex: str, qtype: int) -> Outcome:
+        """SOA and NS at the cluster zone or a reverse zone we answer for."""
         if qtype in (SOA, ANY):
-            return self._positive([self._soa(self.zone)])
+            return self._positive([self._soa(apex)])
         if qtype == NS:
-            answer = [RR(self.zone, NS, self.ttl.records, self.nameserver)]
+            answer = [RR(apex, NS, self.ttl.records, self.nameserver)]
             return self._positive(answer, additional=self._addresses(self.nameserver))
-        return self._nodata(self.zone)
+        return self._nodata(apex)
 
     def _lookup(self, qname: str, qtype: int, *, apex: str) -> Outcome:
         answer: list[RR] = []

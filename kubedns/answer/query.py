@@ -7,6 +7,7 @@ should see. ``parse_query`` returns None for packets that deserve no answer at a
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass
 
@@ -49,13 +50,24 @@ class Query:
 class QueryError(Exception):
     """The packet is a query we must refuse with ``rcode``; carries what could be parsed."""
 
-    def __init__(self, rcode: int, *, id: int, flags: int, question: bytes = b"") -> None:
+    def __init__(
+        self,
+        rcode: int,
+        *,
+        id: int,
+        flags: int,
+        question: bytes = b"",
+        edns: Edns | None = None,
+    ) -> None:
         super().__init__(f"rcode {rcode}")
         self.rcode = rcode
         self.id = id
         self.flags = flags
         self.question = question
         """The raw question (name, type, class) when it parsed, else empty."""
+        self.edns = edns
+        """The query's OPT when the packet was sound enough to read it (RFC 6891 6.1.1: an
+        OPT in the request means an OPT in the response, errors included)."""
 
 
 def parse_query(data: bytes) -> Query | None:
@@ -72,7 +84,11 @@ def parse_query(data: bytes) -> Query | None:
     question_end = _question_end(data) if qdcount == 1 else -1
     question = data[HEADER.size : question_end] if question_end > 0 else b""
     if flags & OPCODE_MASK:
-        raise QueryError(NOTIMP, id=msg_id, flags=flags, question=question)
+        edns = None
+        if question_end > 0:
+            with contextlib.suppress(ValueError):
+                edns = _find_edns(data, question_end, ancount + nscount, arcount)
+        raise QueryError(NOTIMP, id=msg_id, flags=flags, question=question, edns=edns)
     if qdcount != 1 or question_end < 0:
         raise QueryError(FORMERR, id=msg_id, flags=flags)
     try:
@@ -106,13 +122,18 @@ def _question_end(data: bytes) -> int:
 
 
 def _to_text(qname_wire: bytes) -> str:
+    """Presentation form, lowercased. A dot or backslash inside a label is escaped (RFC 4343),
+    so ``web\\.shop`` stays one label and can never match the two-label ``web.shop``."""
     labels = []
     pos = 0
     while qname_wire[pos]:
         length = qname_wire[pos]
-        labels.append(qname_wire[pos + 1 : pos + 1 + length])
+        label = qname_wire[pos + 1 : pos + 1 + length].decode("latin-1")
+        if "." in label or "\\" in label:
+            label = label.replace("\\", "\\\\").replace(".", "\\.")
+        labels.append(label)
         pos += length + 1
-    return b".".join(labels).decode("latin-1").lower()
+    return ".".join(labels).lower()
 
 
 def _find_edns(data: bytes, pos: int, skip: int, arcount: int) -> Edns | None:

@@ -14,6 +14,7 @@ dict lookup and two slice assignments.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -94,7 +95,10 @@ class Responder:
         try:
             query = parse_query(data)
         except QueryError as error:
-            return (encode_error(error.id, error.flags, error.rcode, error.question),)
+            refusal = encode_error(
+                error.id, error.flags, error.rcode, error.question, edns=error.edns
+            )
+            return (refusal,)
         if query is None:
             return (None,)
         limit = TCP_LIMIT if tcp else query.udp_limit
@@ -182,10 +186,14 @@ def _name_end(data: bytes) -> int:
 
 def _servfail(data: bytes) -> bytes | None:
     """The last line of defence: SERVFAIL echoing the question when the packet allows it."""
+    # No encode() here: the failure being handled may have come from encoding this query.
     try:
         query = parse_query(data)
-        return encode(query, Reply(rcode=SERVFAIL)) if query is not None else None
     except QueryError as error:
         return encode_error(error.id, error.flags, SERVFAIL, error.question)
     except Exception:
         return None
+    if query is None:
+        return None
+    question = query.qname_wire + struct.pack("!HH", query.qtype, query.qclass)
+    return encode_error(query.id, query.flags, SERVFAIL, question)

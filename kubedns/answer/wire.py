@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kubedns.answer.query import AA, CD, HEADER, OPCODE_MASK, QR, RA, RD, TC, Query
+from kubedns.answer.query import AA, CD, EDNS_DO, HEADER, OPCODE_MASK, QR, RA, RD, TC, Edns, Query
 from kubedns.records import (
     AAAA,
     CNAME,
@@ -28,6 +28,8 @@ from kubedns.records import (
 )
 
 RR_HEADER = struct.Struct("!HHIH")
+EDNS_PAYLOAD = 4096
+"""The UDP payload size we advertise: what we accept, not what we send (that is the client's)."""
 CLASS_IN = 1
 
 
@@ -82,15 +84,21 @@ def encode(query: Query, reply: Reply) -> bytes:
         for rr in section:
             writer.record(rr)
     if query.edns:
-        writer.opt(payload=4096, extended_rcode=reply.rcode >> 4, do=query.edns.do)
+        writer.opt(payload=EDNS_PAYLOAD, extended_rcode=reply.rcode >> 4, do=query.edns.do)
     return bytes(writer.out)
 
 
-def encode_error(msg_id: int, flags: int, rcode: int, question: bytes) -> bytes:
-    """A bare error reply (FORMERR, NOTIMP) echoing the question when there was one."""
+def encode_error(
+    msg_id: int, flags: int, rcode: int, question: bytes, *, edns: Edns | None = None
+) -> bytes:
+    """A bare error reply (FORMERR, NOTIMP, SERVFAIL) echoing the question when there was one,
+    with an OPT record when the query carried one."""
     reply_flags = QR | (flags & (OPCODE_MASK | RD | CD)) | rcode
-    header = HEADER.pack(msg_id, reply_flags, 1 if question else 0, 0, 0, 0)
-    return header + question
+    header = HEADER.pack(msg_id, reply_flags, 1 if question else 0, 0, 0, 1 if edns else 0)
+    opt = b""
+    if edns is not None:
+        opt = b"\x00" + RR_HEADER.pack(OPT, EDNS_PAYLOAD, EDNS_DO if edns.do else 0, 0)
+    return header + question + opt
 
 
 class _Writer:
@@ -102,10 +110,11 @@ class _Writer:
         # Register every suffix of the question name so owner names point into it.
         start = len(self.out)
         labels = query.qname.split(".") if query.qname else []
-        pos = 0
-        for i in range(len(labels)):
-            self.offsets[".".join(labels[i:])] = start + pos
-            pos += query.qname_wire[pos] + 1
+        if "\\" not in query.qname:  # escaped labels: text and wire labels do not line up
+            pos = 0
+            for i in range(len(labels)):
+                self.offsets[".".join(labels[i:])] = start + pos
+                pos += query.qname_wire[pos] + 1
         self.out += query.qname_wire
         self.out += struct.pack("!HH", query.qtype, query.qclass)
 

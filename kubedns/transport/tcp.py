@@ -22,6 +22,7 @@ class TCPServer:
         self.responder = responder
         self.settings = settings
         self.connections: set[asyncio.StreamWriter] = set()
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self.settings.max_connections:
@@ -31,6 +32,10 @@ class TCPServer:
             return
         self.connections.add(writer)
         metrics.TCP_CONNECTIONS.set(len(self.connections))
+        handler = asyncio.current_task()
+        if handler is not None:
+            self.handlers.add(handler)
+            handler.add_done_callback(self.handlers.discard)
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -61,3 +66,13 @@ class TCPServer:
     def close_all(self) -> None:
         for writer in list(self.connections):
             writer.close()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for connection handlers to finish (their sockets are closed by ``close_all``);
+        cancel any still stuck after ``timeout``, so shutdown never hangs."""
+        if not self.handlers:
+            return
+        _, stuck = await asyncio.wait(list(self.handlers), timeout=timeout)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)

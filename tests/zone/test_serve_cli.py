@@ -287,7 +287,7 @@ def test_broken_snapshot_stops_serve(
     path = tmp_path / "broken.yaml"
     path.write_text(text)
     returncode = cli.main(
-        ["serve", "--snapshot", str(path), "--listen", f"127.0.0.1:{free_port()}"]
+        ["serve", "--no-forward", "--snapshot", str(path), "--listen", f"127.0.0.1:{free_port()}"]
     )
     check_refusal(returncode, capsys.readouterr().err, path, words)
 
@@ -358,7 +358,9 @@ def test_missing_snapshot_file_stops_serve(
 ) -> None:
     monkeypatch.setattr(logs, "setup", lambda settings: None)
     missing = tmp_path / "nope.yaml"
-    returncode = cli.main(["serve", "--snapshot", str(missing), "--listen", "127.0.0.1:0"])
+    returncode = cli.main(
+        ["serve", "--no-forward", "--snapshot", str(missing), "--listen", "127.0.0.1:0"]
+    )
     check_refusal(returncode, capsys.readouterr().err, missing, [])
 
 
@@ -378,7 +380,7 @@ def test_bad_flags_stop_serve(
 ) -> None:
     monkeypatch.setattr(logs, "setup", lambda settings: None)
     try:
-        returncode = cli.main(["serve", "--snapshot", str(CLUSTER), *args])
+        returncode = cli.main(["serve", "--no-forward", "--snapshot", str(CLUSTER), *args])
     except SystemExit as exc:  # argparse rejects choices itself
         returncode = int(str(exc.code))
     assert returncode == 2
@@ -391,7 +393,7 @@ def test_serve_without_snapshot_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(logs, "setup", lambda settings: None)
-    assert cli.main(["serve", "--listen", "127.0.0.1:0"]) != 0
+    assert cli.main(["serve", "--no-forward", "--listen", "127.0.0.1:0"]) != 0
     err = capsys.readouterr().err
     assert "snapshot" in err
     assert "Traceback" not in err

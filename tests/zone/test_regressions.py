@@ -1,7 +1,6 @@
-"""Tests that FAIL against the server as it is: each one is a bug or deviation described in
-``pending_test_cases.md``. Not collected by ``make test`` (the name does not match test_*.py);
-run them explicitly with ``.venv/bin/pytest tests/zone/pending_bugs.py``. When a fix lands,
-move the test into the matching test_*.py module."""
+"""Regressions found by the spec-derived suite: labels holding dots, OPT on NOTIMP, the
+serial and verified pods, SRV for unnamed ports, the reverse zones' SOA, binding port 0, and
+draining TCP handlers at stop. Each test failed before its fix."""
 
 from __future__ import annotations
 
@@ -33,14 +32,14 @@ from tests.zone.server import CLUSTER, running
 # Labels holding a literal dot (``web\.shop``) are legal DNS (RFC 1035 3.1, RFC 2181 11).
 
 
-def test_pending_label_with_dot_is_not_two_labels(addr: Address) -> None:
+def test_label_with_dot_is_not_two_labels(addr: Address) -> None:
     """B1: ``web\\.shop.svc.cluster.local`` (4 labels) is answered as ``web.shop.svc...``."""
     query = raw_query(b"\x08web.shop\x03svc\x07cluster\x05local\x00", 1)
     reply = parse(udp_exchange(addr, query))
     assert reply.rcode_text == "NXDOMAIN", reply.answer
 
 
-def test_pending_label_with_dot_keeps_names_intact(addr: Address) -> None:
+def test_label_with_dot_keeps_names_intact(addr: Address) -> None:
     """B2: the negative answer to ``kubernetes\\.default.svc.cluster.local AAAA`` names its SOA
     ``local.`` with mname ``ns.dns.local.``: compression pointers land on the wrong labels."""
     query = raw_query(b"\x12kubernetes.default\x03svc\x07cluster\x05local\x00", 28)
@@ -49,7 +48,7 @@ def test_pending_label_with_dot_keeps_names_intact(addr: Address) -> None:
     assert soa.name.to_text() == "cluster.local.", reply.authority
 
 
-def test_pending_label_with_dots_gets_a_reply(addr: Address) -> None:
+def test_label_with_dots_gets_a_reply(addr: Address) -> None:
     """B3: ``a\\.b\\.c\\.d\\.e\\.f.cluster.local A`` gets no reply at all (IndexError in
     wire._Writer.question, and again in the SERVFAIL fallback, which then returns None)."""
     query = raw_query(b"\x0ba.b.c.d.e.f\x07cluster\x05local\x00", 1)
@@ -57,7 +56,7 @@ def test_pending_label_with_dots_gets_a_reply(addr: Address) -> None:
     assert reply.rcode_text == "NXDOMAIN"
 
 
-def test_pending_notimp_to_edns_query_carries_opt(addr: Address) -> None:
+def test_notimp_to_edns_query_carries_opt(addr: Address) -> None:
     """B4: RFC 6891 6.1.1: an OPT in the request means an OPT in the response (NOTIMP too)."""
     query = raw_query(
         wire_name("web.shop.svc.cluster.local"), flags=2 << 11, arcount=1, tail=opt_record()
@@ -67,7 +66,7 @@ def test_pending_notimp_to_edns_query_carries_opt(addr: Address) -> None:
     assert reply.msg.edns == 0
 
 
-def test_pending_serial_moves_when_a_verified_pod_appears() -> None:
+def test_serial_moves_when_a_verified_pod_appears() -> None:
     """B5: with ``pods: verified`` a new Pod changes what DNS answers, but not the serial."""
     pod = {
         "kind": "Pod",
@@ -87,14 +86,14 @@ def test_pending_serial_moves_when_a_verified_pod_appears() -> None:
         assert serial() != before
 
 
-def test_pending_no_srv_for_unnamed_ports_at_the_service_name(addr: Address) -> None:
+def test_no_srv_for_unnamed_ports_at_the_service_name(addr: Address) -> None:
     """D1: the schema: "Unnamed ports do not have an SRV record"; the bare service name answers
     SRV with every port, the unnamed 8080 included."""
     reply = ask(addr, "web.shop.svc.cluster.local", "SRV")
     assert not any(" 8080 " in line for line in reply.answer), reply.answer
 
 
-def test_pending_reverse_soa_owner_is_consistent(addr: Address) -> None:
+def test_reverse_soa_owner_is_consistent(addr: Address) -> None:
     """D2: NXDOMAIN under in-addr.arpa carries an SOA owned by ``in-addr.arpa``, yet asking
     ``in-addr.arpa SOA`` returns NODATA, denying that very SOA."""
     negative = ask(addr, "4.3.2.1.in-addr.arpa", "PTR")
@@ -103,7 +102,7 @@ def test_pending_reverse_soa_owner_is_consistent(addr: Address) -> None:
     assert apex.msg.answer, (negative.authority, apex.authority)
 
 
-def test_pending_port_zero_start_is_reliable() -> None:
+def test_port_zero_start_is_reliable() -> None:
     """B6: with port 0, UDP gets a free port and TCP is then bound to the same number, which
     another TCP socket may hold: ``OSError: [Errno 98] ... address already in use``. Hog a
     few thousand TCP ports so the collision happens within a few starts."""
@@ -121,14 +120,16 @@ def test_pending_port_zero_start_is_reliable() -> None:
 
 
 async def _start_and_stop() -> None:
-    settings = kubedns_config.load(None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0"})
+    settings = kubedns_config.load(
+        None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0", "forward.enabled": False}
+    )
     server = Server(settings)
     server.load_sources()
     await server.start()
     await server.stop()
 
 
-def test_pending_stop_awaits_tcp_handlers() -> None:
+def test_stop_awaits_tcp_handlers() -> None:
     """D3: after ``Server.stop()`` the handler of a TCP connection that is still open keeps
     running (Python 3.11's ``asyncio.Server.wait_closed`` does not wait for connections), so an
     embedding loop that closes then logs "Task was destroyed but it is pending!"."""
@@ -136,7 +137,9 @@ def test_pending_stop_awaits_tcp_handlers() -> None:
 
 
 async def _stop_with_open_connection() -> None:
-    settings = kubedns_config.load(None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0"})
+    settings = kubedns_config.load(
+        None, {"snapshot": str(CLUSTER), "listen": "127.0.0.1:0", "forward.enabled": False}
+    )
     server = Server(settings)
     server.load_sources()
     await server.start()
@@ -151,7 +154,7 @@ async def _stop_with_open_connection() -> None:
     assert not leftover, leftover
 
 
-def test_pending_verified_pod_namespace_is_not_nxdomain(tmp_path: Path) -> None:
+def test_verified_pod_namespace_is_not_nxdomain(tmp_path: Path) -> None:
     """B7: RFC 8020: with ``pods: verified`` and a Pod in a namespace that has no Namespace
     object and no Service (a snapshot of ``kubectl get services,endpointslices,pods``, or a
     watch where Pods arrive first), ``<ip>.ghost.pod.<zone>`` answers but its parent
@@ -173,7 +176,7 @@ def test_pending_verified_pod_namespace_is_not_nxdomain(tmp_path: Path) -> None:
         assert parent.rcode_text == "NOERROR", "NXDOMAIN above an existing name"
 
 
-def test_pending_namespace_event_without_visible_change_keeps_serial() -> None:
+def test_namespace_event_without_visible_change_keeps_serial() -> None:
     """D4: deleting (or re-adding) the Namespace object of a namespace that still has Services
     changes nothing DNS answers (``shop.svc`` stays NODATA, pods still answer), yet the serial
     moves."""
