@@ -23,6 +23,7 @@ LINT_PATHS := $(wildcard kubedns tests bench)
 lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

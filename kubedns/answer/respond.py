@@ -25,13 +25,14 @@ from kubedns.answer.query import (
     BADVERS,
     CLASS_IN,
     FORMERR,
+    RA,
     REFUSED,
     SERVFAIL,
     Query,
     QueryError,
     parse_query,
 )
-from kubedns.answer.wire import RA, RR, Reply, encode, encode_error
+from kubedns.answer.wire import RR, Reply, encode, encode_error
 from kubedns.records import AAAA, AXFR, CNAME, IXFR, A
 
 log = logging.getLogger(__name__)

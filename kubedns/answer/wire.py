@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from kubedns.answer.query import AA, CD, EDNS_DO, HEADER, OPCODE_MASK, QR, RA, RD, TC, Edns, Query
+from kubedns.answer.query import AA, CD, EDNS_DO, HEADER, OPCODE_MASK, QR, RD, TC, Edns, Query
 from kubedns.records import (
     AAAA,
     CNAME,
@@ -65,7 +65,6 @@ class Reply:
     truncated: bool = False
     extra_flags: int = 0
     """Flags the reply adds beyond those derived from the query (RA)."""
-    extended_rcode: int = field(default=0)
 
 
 def encode(query: Query, reply: Reply) -> bytes:
@@ -165,6 +164,3 @@ class _Writer:
         """Our OPT: version 0, no options (unknown client options are never echoed)."""
         ttl = (extended_rcode << 24) | (0x8000 if do else 0)
         self.out += b"\x00" + RR_HEADER.pack(OPT, payload, ttl, 0)
-
-
-__all__ = ["RA", "RR", "Reply", "Soa", "encode", "encode_error"]
