@@ -98,6 +98,33 @@ def test_shared_endpoint_ip_keeps_both_ptrs_until_each_goes() -> None:
     assert index.records(ptr) == {PTR: ("10-1-0-9.b.shop.svc.cluster.local",)}
 
 
+def test_three_owners_of_one_ptr_come_and_go_in_any_order() -> None:
+    """One owner is stored without a container, several as a list; every transition between
+    the two keeps the merged records in contribution order."""
+    index = synced_index()
+    ptr = "9.0.1.10.in-addr.arpa"
+
+    def host(name: str) -> str:
+        return f"10-1-0-9.{name}.shop.svc.cluster.local"
+
+    for name in ("a", "b", "c"):
+        index.apply(Upsert(Service("shop", name, "ClusterIP", (), ())))
+        index.apply(
+            Upsert(headless_slice(f"{name}-1", Endpoint(("10.1.0.9",), "", True), service=name))
+        )
+    assert index.records(ptr) == {PTR: (host("a"), host("b"), host("c"))}
+    index.apply(Delete("Service", "shop", "b"))
+    assert index.records(ptr) == {PTR: (host("a"), host("c"))}
+    index.apply(Delete("Service", "shop", "a"))
+    assert index.records(ptr) == {PTR: (host("c"),)}
+    index.apply(Upsert(Service("shop", "a", "ClusterIP", (), ())))
+    assert index.records(ptr) == {PTR: (host("c"), host("a"))}
+    index.apply(Delete("Service", "shop", "c"))
+    index.apply(Delete("Service", "shop", "a"))
+    assert index.records(ptr) is None
+    assert not index.exists(ptr)
+
+
 def test_slice_moving_to_another_service_refreshes_both() -> None:
     index = synced_index()
     for name in ("a", "b"):
