@@ -140,7 +140,7 @@ class RecordIndex:
                 old = self._slices.pop(key, None)
                 if old is not None:
                     self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
-                    self._refresh_service((old.namespace, old.service_name))
+                    self._slices_changed((old.namespace, old.service_name))
             case "Pod":
                 pod = self._pods.pop(key, None)
                 if pod is not None:
@@ -174,9 +174,17 @@ class RecordIndex:
         self._slices[new.key] = new
         if old is not None and old.service_name != new.service_name:
             self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
-            self._refresh_service((old.namespace, old.service_name))
+            self._slices_changed((old.namespace, old.service_name))
         self._slices_by_service[(new.namespace, new.service_name)].add(new.name)
-        self._refresh_service((new.namespace, new.service_name))
+        self._slices_changed((new.namespace, new.service_name))
+
+    def _slices_changed(self, key: Key) -> None:
+        """Only a headless Service's records come from its slices. A ClusterIP or
+        ExternalName Service (most Services, and most slice changes) is not recomputed for them,
+        nor a Service not seen yet: its own Upsert computes it."""
+        service = self._services.get(key)
+        if service is not None and service.is_headless:
+            self._refresh_service(key)
 
     def _forget_pod(self, pod: Pod | None) -> None:
         if pod is None:

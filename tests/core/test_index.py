@@ -125,6 +125,20 @@ def test_three_owners_of_one_ptr_come_and_go_in_any_order() -> None:
     assert not index.exists(ptr)
 
 
+def test_slices_matter_only_to_headless_services_whenever_they_arrive() -> None:
+    index = synced_index()
+    index.apply(Upsert(web()))
+    serial = index.serial
+    index.apply(Upsert(headless_slice("web-1", Endpoint(("10.1.0.7",), "", True), service="web")))
+    assert index.serial == serial  # a ClusterIP Service's records ignore its endpoints
+    index.apply(Upsert(headless_slice("db-1", Endpoint(("10.1.0.8",), "", True))))
+    assert index.records("db.shop.svc.cluster.local") is None  # no Service yet
+    index.apply(Upsert(Service("shop", "db", "ClusterIP", (), ())))
+    assert (index.records("db.shop.svc.cluster.local") or {})[A] == ("10.1.0.8",)
+    index.apply(Upsert(Service("shop", "web", "ClusterIP", (), ())))  # becomes headless
+    assert (index.records("web.shop.svc.cluster.local") or {})[A] == ("10.1.0.7",)
+
+
 def test_slice_moving_to_another_service_refreshes_both() -> None:
     index = synced_index()
     for name in ("a", "b"):
