@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:5353
 
-.PHONY: venv run test lint typecheck unit clean
+.PHONY: venv run test lint typecheck unit scale clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ unit: venv
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The end-to-end scale benchmark of issue 3 (about a minute; not part of `make test`):
+# writes bench/results/scale.json. Override the shape, e.g. make scale SCALE_ARGS='--seconds 5'.
+SCALE_ARGS ?=
+scale: venv
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -58,7 +58,9 @@ class RecordIndex:
         self._pods: dict[Key, Pod] = {}
         self._pod_ips: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._contributions: dict[ContributorKey, Contribution] = {}
-        self._owners: defaultdict[str, dict[ContributorKey, RRsets]] = defaultdict(dict)
+        self._owners: dict[str, ContributorKey | list[ContributorKey]] = {}
+        """Who contributes records to each name: the contributor itself when there is one (nearly
+        always, and no container per name), a list in contribution order when several do."""
         self._records: dict[str, RRsets] = {}
         self._existing: Counter[str] = Counter()
         self._add_structure()
@@ -143,7 +145,7 @@ class RecordIndex:
                 old = self._slices.pop(key, None)
                 if old is not None:
                     self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
-                    self._refresh_service((old.namespace, old.service_name))
+                    self._slices_changed((old.namespace, old.service_name))
             case "Pod":
                 pod = self._pods.pop(key, None)
                 if pod is not None:
@@ -177,9 +179,17 @@ class RecordIndex:
         self._slices[new.key] = new
         if old is not None and old.service_name != new.service_name:
             self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
-            self._refresh_service((old.namespace, old.service_name))
+            self._slices_changed((old.namespace, old.service_name))
         self._slices_by_service[(new.namespace, new.service_name)].add(new.name)
-        self._refresh_service((new.namespace, new.service_name))
+        self._slices_changed((new.namespace, new.service_name))
+
+    def _slices_changed(self, key: Key) -> None:
+        """Only a headless Service's records come from its slices. A ClusterIP or
+        ExternalName Service (most Services, and most slice changes) is not recomputed for them,
+        nor a Service not seen yet: its own Upsert computes it."""
+        service = self._services.get(key)
+        if service is not None and service.is_headless:
+            self._refresh_service(key)
 
     def _pods_changed(self) -> None:
         """Pods are only kept in ``verified`` mode, where their IPs decide pod answers."""
@@ -234,13 +244,13 @@ class RecordIndex:
         visible = False
         for name in old.keys() - new.keys():
             visible |= self._release(_ancestors(name, self.zone))
-            del self._owners[name][contributor]
+            self._remove_owner(name, contributor)
             visible |= self._merge(name)
         for name, rrsets in new.items():
             if name not in old:
                 visible |= self._acquire(_ancestors(name, self.zone))
             if name not in old or old[name] != rrsets:
-                self._owners[name][contributor] = rrsets
+                self._add_owner(name, contributor)
                 visible |= self._merge(name)
         if visible:
             self.serial += 1
@@ -266,19 +276,45 @@ class RecordIndex:
                 vanished = True
         return vanished
 
+    def _add_owner(self, name: str, contributor: ContributorKey) -> None:
+        current = self._owners.get(name)
+        if current is None or current == contributor:
+            self._owners[name] = contributor
+        elif isinstance(current, list):
+            if contributor not in current:
+                current.append(contributor)
+        else:
+            self._owners[name] = [current, contributor]
+
+    def _remove_owner(self, name: str, contributor: ContributorKey) -> None:
+        current = self._owners.get(name)
+        if isinstance(current, list):
+            if contributor in current:
+                current.remove(contributor)
+            if len(current) == 1:
+                self._owners[name] = current[0]
+        elif current == contributor:
+            del self._owners[name]
+
     def _merge(self, name: str) -> bool:
-        """Recompute the records owned by ``name``; True if they changed."""
-        # An owner with no RRsets (a namespace's ENT) adds no records: only existence, which
-        # _acquire and _release track.
+        """Recompute ``name``'s RRsets from its contributors; True if they changed. An owner
+        with no RRsets (a namespace's ENT) adds no records, only existence, which _acquire and
+        _release track."""
         before = self._records.get(name) or {}
-        owners = self._owners.get(name)
-        if not owners:
-            self._owners.pop(name, None)
+        owner = self._owners.get(name)
+        if owner is None:
             self._records.pop(name, None)
             return bool(before)
+        if not isinstance(owner, list):
+            # The common case: one contributor owns the name. Its RRsets are never mutated
+            # (contributions are replaced whole), so share them instead of copying: a copy per
+            # owner name was about a quarter of the index's memory on a 10k-service cluster.
+            shared = self._contributions[owner][name]
+            self._records[name] = shared
+            return shared != before
         merged: dict[int, dict[Rdata, None]] = {}
-        for rrsets in owners.values():
-            for qtype, rdata in rrsets.items():
+        for contributor in owner:
+            for qtype, rdata in self._contributions[contributor][name].items():
                 merged.setdefault(qtype, {}).update(dict.fromkeys(rdata))
         after = {qtype: tuple(rdata) for qtype, rdata in merged.items()}
         self._records[name] = after

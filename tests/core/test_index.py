@@ -98,6 +98,47 @@ def test_shared_endpoint_ip_keeps_both_ptrs_until_each_goes() -> None:
     assert index.records(ptr) == {PTR: ("10-1-0-9.b.shop.svc.cluster.local",)}
 
 
+def test_three_owners_of_one_ptr_come_and_go_in_any_order() -> None:
+    """One owner is stored without a container, several as a list; every transition between
+    the two keeps the merged records in contribution order."""
+    index = synced_index()
+    ptr = "9.0.1.10.in-addr.arpa"
+
+    def host(name: str) -> str:
+        return f"10-1-0-9.{name}.shop.svc.cluster.local"
+
+    for name in ("a", "b", "c"):
+        index.apply(Upsert(Service("shop", name, "ClusterIP", (), ())))
+        index.apply(
+            Upsert(headless_slice(f"{name}-1", Endpoint(("10.1.0.9",), "", True), service=name))
+        )
+    assert index.records(ptr) == {PTR: (host("a"), host("b"), host("c"))}
+    index.apply(Delete("Service", "shop", "b"))
+    assert index.records(ptr) == {PTR: (host("a"), host("c"))}
+    index.apply(Delete("Service", "shop", "a"))
+    assert index.records(ptr) == {PTR: (host("c"),)}
+    index.apply(Upsert(Service("shop", "a", "ClusterIP", (), ())))
+    assert index.records(ptr) == {PTR: (host("c"), host("a"))}
+    index.apply(Delete("Service", "shop", "c"))
+    index.apply(Delete("Service", "shop", "a"))
+    assert index.records(ptr) is None
+    assert not index.exists(ptr)
+
+
+def test_slices_matter_only_to_headless_services_whenever_they_arrive() -> None:
+    index = synced_index()
+    index.apply(Upsert(web()))
+    serial = index.serial
+    index.apply(Upsert(headless_slice("web-1", Endpoint(("10.1.0.7",), "", True), service="web")))
+    assert index.serial == serial  # a ClusterIP Service's records ignore its endpoints
+    index.apply(Upsert(headless_slice("db-1", Endpoint(("10.1.0.8",), "", True))))
+    assert index.records("db.shop.svc.cluster.local") is None  # no Service yet
+    index.apply(Upsert(Service("shop", "db", "ClusterIP", (), ())))
+    assert (index.records("db.shop.svc.cluster.local") or {})[A] == ("10.1.0.8",)
+    index.apply(Upsert(Service("shop", "web", "ClusterIP", (), ())))  # becomes headless
+    assert (index.records("web.shop.svc.cluster.local") or {})[A] == ("10.1.0.7",)
+
+
 def test_slice_moving_to_another_service_refreshes_both() -> None:
     index = synced_index()
     for name in ("a", "b"):
