@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:5353
 
-.PHONY: venv run test lint typecheck unit clean
+.PHONY: venv run test lint typecheck unit bench clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ unit: venv
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Not part of `make test`: minutes of dnsperf against kubedns, nsd, unbound and dnsmasq on
+# loopback; regenerates BENCHMARKS.md and bench/results/. Needs dnsperf nsd unbound dnsmasq.
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnslib import QTYPE, DNSRecord  # type: ignore[import-untyped]
+from dnslib import QTYPE, DNSRecord
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -389,13 +389,14 @@ def machine() -> dict[str, Any]:
         text = (out.stdout + out.stderr).decode(errors="replace")
         match = re.search(r"[Vv]ersion:?\s+([\w.]+)", text)
         versions[tool] = match.group(1) if match else "?"
+    pair = cpus()
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "kernel": os.uname().release,
         "python": sys.version.split()[0],
-        "pinning": "taskset: dnsperf on CPU {}, server on CPU {}".format(*cpus())
-        if cpus()
+        "pinning": f"taskset: dnsperf on CPU {pair[0]}, server on CPU {pair[1]}"
+        if pair
         else "none",
         "versions": versions,
     }

@@ -28,9 +28,11 @@ Most of the queries are NXDOMAIN, as in real clusters. Writes ``bench/results/zo
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import tempfile
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,6 +81,22 @@ def load_index(snapshot: Path) -> RecordIndex:
     server = Server(config)
     server.load_sources()
     return server.index
+
+
+def traced_load(snapshot: Path) -> tuple[RecordIndex, dict[str, float]]:
+    """``load_index`` under tracemalloc: the Python heap the loaded index keeps, and the peak
+    while the snapshot was parsed (which the process's RSS keeps long after: CPython seldom
+    hands freed arenas back to the OS)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        index = load_index(snapshot)
+        gc.collect()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    mib = 2.0**20
+    return index, {"index_heap_mib": round(current / mib, 1), "load_peak_mib": round(peak / mib, 1)}
 
 
 def reverse_zone_of(name: str) -> str:
@@ -363,7 +381,8 @@ def run(
         plans = gen_cluster.shapes(services=services, namespaces=namespaces, endpoints=3 * services)
         queries = query_mix(plans)
         datafile = write_queries(queries, work / "queries.txt")
-        by_zone = records(load_index(snapshot))
+        index, heap = traced_load(snapshot)
+        by_zone = records(index)
         peers = start_peers(snapshot, by_zone, work)
         try:
             check = cross_check(peers.servers, queries)
@@ -384,6 +403,8 @@ def run(
                 "endpoints": 3 * services,
                 "records": sum(len(lines) for lines in by_zone.values()),
                 "zones": sorted(by_zone),
+                "snapshot_bytes": snapshot.stat().st_size,
+                **heap,
             },
             "queries": {
                 "count": len(queries),
