@@ -239,6 +239,8 @@ class PerfResult:
     max_ms: float
     stddev_ms: float
     rcodes: dict[str, int] = field(default_factory=dict)
+    response_bytes: float = 0.0
+    """Average reply size: a check that the servers send comparable answers."""
     seconds: float = 0.0
     server_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
@@ -352,6 +354,7 @@ def parse_dnsperf(output: str) -> PerfResult:
         max_ms=number(r"Average Latency \(s\):.*max ([\d.]+)") * 1000,
         stddev_ms=number(r"Latency StdDev \(s\):\s+([\d.]+)") * 1000,
         rcodes=rcodes,
+        response_bytes=number(r"Average packet size:.*response (\d+)"),
     )
 
 
@@ -449,8 +452,8 @@ def table(results: dict[str, dict[str, Any]], *, reference: str = "kubedns") -> 
     """Markdown, one row per (load, server); ``kubedns/peer`` is the ratio of median qps."""
     head = (
         "| load | server | qps (median) | qps runs | kubedns/peer | avg ms | stddev ms | lost | "
-        "rcvbuf drops | server CPU % | dnsperf CPU % | RSS MiB | PSS MiB |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "rcvbuf drops | reply bytes | server CPU % | dnsperf CPU % | RSS MiB | PSS MiB |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     for load, servers in results.items():
@@ -462,6 +465,7 @@ def table(results: dict[str, dict[str, Any]], *, reference: str = "kubedns") -> 
             rows.append(
                 f"| {load} | {name} | {r['qps']:,.0f} | {spread} | {ratio} | {r['avg_ms']:.3f} | "
                 f"{r['stddev_ms']:.3f} | {r['lost']} | {r['rcvbuf_drops']} | "
+                f"{r['response_bytes']:.0f} | "
                 f"{r['server_cpu_percent']:.0f} | {r['client_cpu_percent']:.0f} | "
                 f"{mem['rss']:.1f} | {mem['pss']:.1f} |"
             )

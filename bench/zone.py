@@ -157,7 +157,8 @@ def nsd_zone_files(by_zone: dict[str, list[str]], directory: Path) -> dict[str, 
 
 def nsd_conf(directory: Path, *, port: int, zones: dict[str, Path]) -> Path:
     """nsd in the foreground, one server process, no rate limiting (RRL would throttle the
-    repeated NXDOMAINs: rrl-ratelimit 0), no database (zones read from text at start)."""
+    repeated NXDOMAINs: rrl-ratelimit 0), no database (zones read from text at start), and
+    minimal responses (no NS and glue added to positive answers, as kubedns adds none)."""
     conf = directory / "nsd.conf"
     zone_blocks = "".join(f"zone:\n  name: {z}\n  zonefile: {p}\n" for z, p in zones.items())
     conf.write_text(
@@ -177,7 +178,7 @@ def nsd_conf(directory: Path, *, port: int, zones: dict[str, Path]) -> Path:
   verbosity: 0
   rrl-ratelimit: 0
   rrl-whitelist-ratelimit: 0
-  minimal-responses: no
+  minimal-responses: yes
   refuse-any: no
   do-ip6: no
 remote-control:
