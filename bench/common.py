@@ -251,6 +251,13 @@ class PerfResult:
         return 100.0 * self.server_cpu_s / self.seconds if self.seconds else 0.0
 
     @property
+    def qps_per_cpu(self) -> float:
+        """Answers per second of server CPU: throughput normalised by what the server could
+        use, so a server starved by the client (or by other work on the machine) still
+        compares fairly."""
+        return self.completed / self.server_cpu_s if self.server_cpu_s else 0.0
+
+    @property
     def client_cpu_percent(self) -> float:
         return 100.0 * self.client_cpu_s / self.seconds if self.seconds else 0.0
 
@@ -259,6 +266,7 @@ class PerfResult:
             **asdict(self),
             "server_cpu_percent": round(self.server_cpu_percent, 1),
             "client_cpu_percent": round(self.client_cpu_percent, 1),
+            "qps_per_cpu": round(self.qps_per_cpu),
         }
 
 
@@ -449,21 +457,29 @@ def measure(
 
 
 def table(results: dict[str, dict[str, Any]], *, reference: str = "kubedns") -> str:
-    """Markdown, one row per (load, server); ``kubedns/peer`` is the ratio of median qps."""
+    """Markdown, one row per (load, server); ``kubedns/peer`` is the ratio of median qps,
+    ``per CPU`` the same ratio for answers per server CPU-second."""
     head = (
-        "| load | server | qps (median) | qps runs | kubedns/peer | avg ms | stddev ms | lost | "
-        "rcvbuf drops | reply bytes | server CPU % | dnsperf CPU % | RSS MiB | PSS MiB |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "| load | server | qps (median) | qps runs | kubedns/peer | answers per CPU-s | "
+        "kubedns/peer per CPU | avg ms | stddev ms | lost | rcvbuf drops | reply bytes | "
+        "server CPU % | dnsperf CPU % | RSS MiB | PSS MiB |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     for load, servers in results.items():
         ours = servers[reference]["qps"]
+        ours_cpu = servers[reference]["qps_per_cpu"]
         for name, r in servers.items():
             ratio = "" if name == reference else f"{ours / r['qps']:.2f}" if r["qps"] else "-"
+            ratio_cpu = (
+                "" if name == reference else f"{ours_cpu / r['qps_per_cpu']:.2f}"
+                if r["qps_per_cpu"] else "-"
+            )  # fmt: skip
             mem = r["memory_mib"]
             spread = "/".join(f"{q / 1000:.1f}k" for q in r["qps_runs"])
             rows.append(
-                f"| {load} | {name} | {r['qps']:,.0f} | {spread} | {ratio} | {r['avg_ms']:.3f} | "
+                f"| {load} | {name} | {r['qps']:,.0f} | {spread} | {ratio} | "
+                f"{r['qps_per_cpu']:,.0f} | {ratio_cpu} | {r['avg_ms']:.3f} | "
                 f"{r['stddev_ms']:.3f} | {r['lost']} | {r['rcvbuf_drops']} | "
                 f"{r['response_bytes']:.0f} | "
                 f"{r['server_cpu_percent']:.0f} | {r['client_cpu_percent']:.0f} | "
