@@ -63,7 +63,8 @@ def _reading(zone_result: dict[str, Any], forward_result: dict[str, Any]) -> str
     lines.append(
         "* **Memory** (after load, whole process tree): "
         + ", ".join(
-            f"{name} PSS {m['pss']:.1f} MiB (peak RSS {m['hwm']:.1f})" for name, m in memory.items()
+            f"{name} PSS {m['pss']:.1f} MiB (peak RSS of its largest process {m['hwm']:.1f})"
+            for name, m in memory.items()
         )
         + f". kubedns's index of this zone holds {cluster['index_heap_mib']} MiB of Python heap "
         f"(tracemalloc), but parsing the {cluster['snapshot_bytes'] / 2**20:.1f} MB snapshot "
@@ -104,10 +105,14 @@ def _reading(zone_result: dict[str, Any], forward_result: dict[str, Any]) -> str
     return "\n".join(lines)
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def render(
     zone_result: dict[str, Any], forward_result: dict[str, Any], facts: dict[str, Any]
 ) -> str:
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = zone_result.get("run_at") or _now()
     versions = ", ".join(f"{tool} {v}" for tool, v in facts["versions"].items())
     cluster = zone_result["cluster"]
     queries = zone_result["queries"]
@@ -231,15 +236,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=BENCHMARKS, help="where to write the markdown"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the markdown from bench/results/*.json without running anything",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        zone_result = json.loads((RESULTS / "zone.json").read_text())
+        forward_result = json.loads((RESULTS / "forward.json").read_text())
+        args.output.write_text(render(zone_result, forward_result, zone_result["machine"]))
+        return 0
     seconds, repeats = (2.0, 1) if args.quick else (args.seconds, args.repeats)
     facts = machine()
+    run_at = _now()
     zone_result = zone.run(
         services=args.services, namespaces=args.namespaces, seconds=seconds, repeats=repeats
     )
     forward_result = forward.run(seconds=seconds, repeats=repeats)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zone.json").write_text(json.dumps({**zone_result, "machine": facts}, indent=2))
+    zone_result = {**zone_result, "machine": facts, "run_at": run_at}
+    (RESULTS / "zone.json").write_text(json.dumps(zone_result, indent=2))
     (RESULTS / "forward.json").write_text(
         json.dumps({**forward_result, "machine": facts}, indent=2)
     )
