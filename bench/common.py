@@ -289,9 +289,11 @@ class Load:
 SINGLE = Load("single", clients=1, outstanding=1)
 """One query in flight: round-trip latency; qps is 1 / latency."""
 LOADED = Load("loaded", clients=4, outstanding=100)
-"""400 in flight: saturates a single-threaded Python server from one client core without
-overflowing its socket receive buffer (at -q 500 and more, kubedns and unbound lose queries to
-kernel drops, while nsd, which drains its socket faster, does not)."""
+"""400 in flight: saturates a single-threaded server from one client core without overflowing
+its socket receive buffer."""
+BURST = Load("burst", clients=8, outstanding=500)
+"""4,000 in flight: more than a default-sized UDP receive buffer holds, so a server that drains
+its socket too slowly loses queries to kernel drops (counted in ``rcvbuf_drops``)."""
 
 
 def dnsperf_argv(port: int, datafile: Path, *, seconds: float, load: Load) -> list[str]:

@@ -41,6 +41,7 @@ from typing import Any
 
 from bench import gen_cluster
 from bench.common import (
+    BURST,
     LOADED,
     RESULTS,
     SINGLE,
@@ -368,7 +369,7 @@ def run(
     services: int = 1000,
     namespaces: int = 100,
     seconds: float = 10.0,
-    loads: Sequence[Load] = (SINGLE, LOADED),
+    loads: Sequence[Load] = (SINGLE, LOADED, BURST),
     repeats: int = 3,
     workdir: Path | None = None,
 ) -> dict[str, Any]:
