@@ -115,6 +115,7 @@ def render(
     zone_result: dict[str, Any], forward_result: dict[str, Any], facts: dict[str, Any]
 ) -> str:
     when = zone_result.get("run_at") or _now()
+    load = zone_result["loadavg_before_after"]
     versions = ", ".join(f"{tool} {v}" for tool, v in facts["versions"].items())
     cluster = zone_result["cluster"]
     queries = zone_result["queries"]
@@ -140,11 +141,14 @@ across machines.
 * CPU pinning: {facts["pinning"]}. Each server runs single-threaded (kubedns is one asyncio
   thread on uvloop; nsd `server-count: 1`; unbound `num-threads: 1`; dnsmasq is
   single-threaded), so every server gets one core and dnsperf the other. One dnsperf core
-  saturates near 150k qps on this machine, so a server that does not reach 100% CPU in a
-  loaded run was held back by the client.
-* Load average before/after the zone runs: {zone_result["loadavg_before_after"]}. The machine
-  is shared with other work; each figure is the median of {zone_result["repeats"]} runs taken in
-  interleaved rounds (all servers, then again), and the "qps runs" column shows the spread.
+  saturates near 150k qps on this machine, so a server that stays under 100% CPU in a
+  loaded run was held back by the client, or by other work on the machine.
+* The machine is shared with other work (1-minute load average {load[0][0]} before the zone
+  runs, {load[1][0]} after, on {facts["nproc"]} CPUs), so figures move between runs. Each row is
+  the best of {zone_result["repeats"]} runs taken in interleaved rounds (every server, then
+  again): other work only ever takes throughput away, so the best run is the closest to a
+  server's capacity. The "qps runs" column shows the spread, and "answers per CPU-s" (answers
+  over the server's own CPU time) is the comparison least disturbed by the neighbours.
 
 ## How to run
 
@@ -180,7 +184,7 @@ dnsperf command lines (`PORT` is each server's; `-l` seconds per run):
 {loads}
 
 {table(zone_result["results"])}
-Columns: "kubedns/peer" is kubedns's median qps over the peer's (above 1: kubedns faster);
+Columns: "kubedns/peer" is kubedns's best qps over the peer's (above 1: kubedns faster);
 "lost" is dnsperf's count of unanswered queries; "rcvbuf drops" is the rise of the kernel's
 UDP `RcvbufErrors` during the run; CPU % is CPU time of the process tree over wall time; RSS
 sums VmRSS over the process tree (nsd forks a server and xfrd, so shared pages count twice) and
