@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:5353
 
-.PHONY: venv run test lint typecheck unit scale clean
+.PHONY: venv run test lint typecheck unit bench scale clean
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ test: lint typecheck unit
 SCALE_ARGS ?=
 scale: venv
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# Not part of `make test`: minutes of dnsperf against kubedns, nsd, unbound and dnsmasq on
+# loopback; regenerates BENCHMARKS.md and bench/results/. Needs dnsperf nsd unbound dnsmasq.
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,176 +1,218 @@
-"""Forwarded-name benchmark: kubedns's forwarder against dnsmasq doing the same job, same run.
+"""Forwarded-name benchmark: kubedns's forwarder against a caching dnsmasq doing the same job.
 
-    .venv/bin/python -m bench.forward [--seconds 5]
+    .venv/bin/python -m bench.forward [--seconds 10] [--repeats 3]
 
-Needs ``dnsmasq`` and ``dnsperf`` (``.ci/run`` installs both). Three servers on loopback:
+Needs ``dnsmasq`` and ``dnsperf``. Three servers on loopback, nothing leaves 127.0.0.1:
 
-* an *origin* dnsmasq with fixed local data (``*.example.com``), standing in for the upstream;
-* kubedns: a ``Forwarder`` (cache on) behind a minimal UDP listener, forwarding to the origin.
-  ``cluster.local`` is in ``never_forward``, so search-path expansions are answered at once
-  without upstream traffic, as the cluster zone will answer them (NXDOMAIN) once the answer
-  path is wired in front; replace the listener by the real server when ``app.py`` lands;
-* a caching dnsmasq forwarding to the origin, with ``--local=/cluster.local/``: the same job.
+* an *origin* dnsmasq with fixed local data (``*.example.com``: A 192.0.2.1, AAAA 2001:db8::1,
+  TTL 300 s), standing in for the node's resolver;
+* kubedns, the real server (``kubedns serve --snapshot <generated cluster> --upstream <origin>``,
+  uvloop on, its answer cache on with default settings): cluster names are answered from the
+  zone, everything else is forwarded to the origin and cached;
+* a caching dnsmasq forwarding to the origin (``--cache-size=10000``), with
+  ``--local=/cluster.local/`` so search-path expansions get an immediate NXDOMAIN without
+  upstream traffic, as kubedns's zone gives them (dnsmasq's NXDOMAIN carries no SOA).
 
-Two query mixes, each replayed by dnsperf in a loop:
+Two query files, each replayed by dnsperf in a loop after one warm-up pass (so every timed
+forwarded query is a cache hit: this measures the cache path, not the origin):
 
-* ``cache-hit``: 1,000 external names, A, all answered from the cache after the first pass;
-* ``ndots5``: a pod resolving ``api<i>.example.com`` with ``ndots:5`` walks
-  ``.<ns>.svc.cluster.local``, ``.svc.cluster.local``, ``.cluster.local``, then the name
-  itself, for A and AAAA: eight queries, six of them search-path misses.
+* ``cache-hit``: 1,000 external names, A and AAAA;
+* ``ndots5``: a pod in namespace ``<ns>`` resolving ``api<i>.example.com`` with ``ndots:5``
+  walks ``.<ns>.svc.cluster.local``, ``.svc.cluster.local``, ``.cluster.local``, then the name
+  itself, for A and AAAA: eight queries, six of them in-zone NXDOMAINs, two cache hits.
 
-Prints queries per second for each server and mix; writes ``bench/results/forward.json``.
+Writes ``bench/results/forward.json`` and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import re
-import shutil
-import socket
+import random
 import subprocess
-import sys
 import tempfile
-import typing
-from contextlib import suppress
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from kubedns.config import CacheConfig, ForwardConfig, HostPort
-from kubedns.forward import Forwarder
+from bench import gen_cluster
+from bench.common import (
+    LOADED,
+    RESULTS,
+    SINGLE,
+    Load,
+    Peer,
+    answer_summary,
+    command_line,
+    dnsmasq_argv,
+    dnsperf_argv,
+    free_port,
+    kubedns_argv,
+    loadavg,
+    measure,
+    need,
+    pinned,
+    query,
+    start,
+    table,
+)
 
-RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return int(udp.getsockname()[1])
-
-
-def find(name: str) -> str:
-    found = shutil.which(name) or (
-        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else ""
-    )
-    if not found:
-        sys.exit(f"{name} is not installed (apt-get install {name})")
-    return found
-
-
-def start_dnsmasq(port: int, *extra: str) -> subprocess.Popen[bytes]:
-    argv = [
-        find("dnsmasq"), "--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-        f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
-        "--user=root", "--group=root", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+ORIGIN_TTL = 300
+"""Longer than any run, so the cache never expires mid-measurement."""
+SEARCH = ("{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local")
 
 
-def write_mixes(directory: Path) -> dict[str, Path]:
+def write_mixes(directory: Path, namespaces: Sequence[str], *, seed: int = 1) -> dict[str, Path]:
+    rng = random.Random(seed)
     hits = directory / "cache-hit.txt"
-    hits.write_text("".join(f"host{i}.example.com A\n" for i in range(1000)))
+    hits.write_text(
+        "".join(f"host{i}.example.com {t}\n" for i in range(1000) for t in ("A", "AAAA"))
+    )
     walk = directory / "ndots5.txt"
     lines = []
-    for i in range(100):
+    for i in range(500):
         name = f"api{i}.example.com"
-        for suffix in (".default.svc.cluster.local", ".svc.cluster.local", ".cluster.local", ""):
-            lines += [f"{name}{suffix} A\n", f"{name}{suffix} AAAA\n"]
+        namespace = rng.choice(namespaces)
+        for suffix in (*(s.format(ns=namespace) for s in SEARCH), ""):
+            qname = f"{name}.{suffix}" if suffix else name
+            lines += [f"{qname} A\n", f"{qname} AAAA\n"]
     walk.write_text("".join(lines))
     return {"cache-hit": hits, "ndots5": walk}
 
 
-class Listener(asyncio.DatagramProtocol):
-    """The smallest UDP front for the forwarder (the real transport lives in transport/)."""
-
-    def __init__(self, forwarder: Forwarder) -> None:
-        self.forwarder = forwarder
-        self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # CPython's selector datagram transport does not subclass DatagramTransport.
-        self.transport = typing.cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        with suppress(ValueError):
-            reply = self.forwarder.answer_now(data, udp_limit=1232)
-            if reply is not None and self.transport is not None:
-                self.transport.sendto(reply, addr)
-                return
-        task = asyncio.get_running_loop().create_task(self.answer(data, addr))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def answer(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        with suppress(ValueError):
-            reply = await self.forwarder.resolve(data, udp_limit=1232)
-            if self.transport is not None:
-                self.transport.sendto(reply, addr)
-
-
-async def dnsperf(port: int, mix: Path, seconds: float) -> float:
-    process = await asyncio.create_subprocess_exec(
-        find("dnsperf"), "-s", "127.0.0.1", "-p", str(port), "-d", str(mix),
-        "-l", str(seconds), "-c", "4", "-q", "200", "-t", "2",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    output, _ = await process.communicate()
-    match = re.search(r"Queries per second:\s+([\d.]+)", output.decode())
-    if match is None:
-        raise RuntimeError("dnsperf printed no rate:\n" + output.decode())
-    return float(match.group(1))
-
-
-async def run(seconds: float) -> dict[str, dict[str, float]]:
-    origin_port, kubedns_port, dnsmasq_port = free_port(), free_port(), free_port()
-    origin = start_dnsmasq(origin_port, "--address=/example.com/192.0.2.1", "--local-ttl=300")
-    rival = start_dnsmasq(
-        dnsmasq_port, f"--server=127.0.0.1#{origin_port}", "--cache-size=10000",
-        "--local=/cluster.local/",
-    )  # fmt: skip
-    forwarder = Forwarder(
-        ForwardConfig(upstreams=(HostPort("127.0.0.1", origin_port),)),
-        CacheConfig(),
-        listen=[HostPort("127.0.0.1", kubedns_port)],
-        never_forward=["cluster.local"],
-    )
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: Listener(forwarder), local_addr=("127.0.0.1", kubedns_port)
-    )
-    results: dict[str, dict[str, float]] = {}
+def start_peers(snapshot: Path, workdir: Path) -> tuple[Peer, list[Peer]]:
+    """(origin, [kubedns, dnsmasq]), each answering before this returns."""
+    started: list[Peer] = []
     try:
-        await asyncio.sleep(0.5)  # let dnsmasq bind
-        with tempfile.TemporaryDirectory() as tmp:
-            for mix, path in write_mixes(Path(tmp)).items():
-                results[mix] = {
-                    "kubedns": await dnsperf(kubedns_port, path, seconds),
-                    "dnsmasq": await dnsperf(dnsmasq_port, path, seconds),
-                }
-    finally:
-        transport.close()
-        for process in (origin, rival):
-            process.terminate()
-            process.wait(timeout=5)
-    return results
+        origin_port = free_port()
+        origin = start(
+            "origin-dnsmasq",
+            dnsmasq_argv(
+                origin_port,
+                "--address=/example.com/192.0.2.1",
+                "--address=/example.com/2001:db8::1",
+                f"--local-ttl={ORIGIN_TTL}",
+            ),
+            port=origin_port,
+            workdir=workdir,
+            probe="example.com",
+        )
+        started.append(origin)
+        port = free_port()
+        argv = kubedns_argv(snapshot, port=port, upstream_port=origin_port)
+        started.append(start("kubedns", argv, port=port, workdir=workdir))
+        port = free_port()
+        rival = dnsmasq_argv(
+            port,
+            f"--server=127.0.0.1#{origin_port}",
+            "--cache-size=10000",
+            "--local=/cluster.local/",
+        )
+        started.append(start("dnsmasq", rival, port=port, workdir=workdir, probe="example.com"))
+    except BaseException:
+        for peer in started:
+            peer.stop()
+        raise
+    return started[0], started[1:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="dnsperf run per mix and server")
-    args = parser.parse_args()
-    try:  # the server will run on uvloop where available; measure what will ship
-        import uvloop  # noqa: PLC0415
+def warm(servers: Sequence[Peer], mixes: dict[str, Path]) -> None:
+    """One pass of every file through every server, so the timed runs are all cache hits."""
+    for peer in servers:
+        for path in mixes.values():
+            argv = [
+                need("dnsperf"), "-s", "127.0.0.1", "-p", str(peer.port), "-d", str(path),
+                "-n", "1", "-q", "20", "-t", "2",
+            ]  # fmt: skip
+            subprocess.run(pinned(argv, role="client"), capture_output=True, check=True)
 
-        results = uvloop.run(run(args.seconds))
-    except ImportError:
-        results = asyncio.run(run(args.seconds))
+
+def cross_check(servers: Sequence[Peer], mixes: dict[str, Path]) -> dict[str, Any]:
+    """kubedns and dnsmasq must agree (rcode, answer records) on a sample of each file."""
+    differences: list[str] = []
+    asked = 0
+    for path in mixes.values():
+        lines = path.read_text().splitlines()
+        for line in lines[:: max(1, len(lines) // 100)]:
+            name, qtype = line.split()
+            asked += 1
+            ours = answer_summary(query(servers[0].port, name, qtype))
+            theirs = answer_summary(query(servers[1].port, name, qtype))
+            if ours != theirs:
+                differences.append(f"{name} {qtype}: kubedns {ours} / dnsmasq {theirs}")
+    return {"queries": asked, "differences": len(differences), "examples": differences[:3]}
+
+
+def run(
+    *,
+    seconds: float = 10.0,
+    repeats: int = 3,
+    loads: Sequence[Load] = (SINGLE, LOADED),
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="kubedns-bench-forward-") as tmp:
+        work = workdir or Path(tmp)
+        snapshot = gen_cluster.write_snapshot(
+            work / "cluster.json", gen_cluster.generate(services=100, namespaces=10)
+        )
+        namespaces = [gen_cluster.namespace_name(j) for j in range(10)]
+        mixes = write_mixes(work, namespaces)
+        origin, servers = start_peers(snapshot, work)
+        try:
+            warm(servers, mixes)
+            check = cross_check(servers, mixes)
+            before = loadavg()
+            results = {
+                mix: measure(
+                    servers,
+                    path,
+                    loads=loads,
+                    seconds=seconds,
+                    repeats=repeats,
+                    workdir=work,
+                    label=f"{mix}-",
+                )
+                for mix, path in mixes.items()
+            }
+            after = loadavg()
+        finally:
+            for peer in (*servers, origin):
+                peer.stop()
+    return {
+        "seconds": seconds,
+        "repeats": repeats,
+        "loads": {
+            load.name: command_line(dnsperf_argv(0, Path("MIX.txt"), seconds=seconds, load=load))
+            for load in loads
+        },
+        "mixes": {
+            "cache-hit": "1,000 external names x A/AAAA, all cache hits after the warm-up",
+            "ndots5": "500 walks x 4 names x A/AAAA: 6 in-zone NXDOMAIN + 2 cache hits each",
+        },
+        "loadavg_before_after": [before, after],
+        "cross_check": check,
+        "results": results,
+    }
+
+
+def tables(result: dict[str, Any]) -> str:
+    return "\n".join(
+        f"**{mix}**\n\n" + table(by_load) for mix, by_load in result["results"].items()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="dnsperf -l per run")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per server, mix and load")
+    args = parser.parse_args(argv)
+    result = run(seconds=args.seconds, repeats=args.repeats)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "forward.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'mix':<12}{'kubedns qps':>14}{'dnsmasq qps':>14}")
-    for mix, rates in results.items():
-        print(f"{mix:<12}{rates['kubedns']:>14.0f}{rates['dnsmasq']:>14.0f}")
+    (RESULTS / "forward.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(tables(result))
+    print("cross-check:", json.dumps(result["cross_check"], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
