@@ -145,6 +145,7 @@ class Server:
             lambda: udp_protocol, local_addr=(listen.host, listen.port), family=family
         )
         self._udp_protocol = udp_protocol
+        _enlarge_receive_buffer(self._udp.get_extra_info("socket"))
         port = self._udp.get_extra_info("sockname")[1]
         self._tcp_handler = TCPServer(self.responder, self.config.tcp)
         self._tcp = await asyncio.start_server(
@@ -200,6 +201,21 @@ class Server:
         if self.ops is not None:
             await self.ops.stop()
         log.info("stopped")
+
+
+UDP_RECEIVE_BUFFER = 4 << 20
+"""Bytes of kernel buffer for queries waiting to be read. A burst of thousands of queries in
+flight overflows the default (about 200 KiB) and the kernel drops them (bench/zone.py's burst
+load showed drops equal to RcvbufErrors); the kernel caps this at net.core.rmem_max."""
+
+
+def _enlarge_receive_buffer(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+    except OSError as exc:
+        log.warning("cannot enlarge the UDP receive buffer: %s", exc)
 
 
 async def run(config: Config) -> None:

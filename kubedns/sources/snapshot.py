@@ -8,6 +8,7 @@ emits after its initial list. A broken file raises ``SnapshotError`` before anyt
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from kubedns.objects import KINDS, Kind, ObjectError, SlimObject, from_raw, obje
 from kubedns.sources.events import Replace
 
 log = logging.getLogger(__name__)
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SnapshotError(ValueError):
@@ -37,10 +39,7 @@ def load_snapshot(path: Path, *, kinds: tuple[Kind, ...] = KINDS) -> list[Replac
 
 
 def parse_snapshot(text: str, *, source: str, kinds: tuple[Kind, ...] = KINDS) -> list[Replace]:
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise SnapshotError(f"snapshot {source} is neither YAML nor JSON: {exc}") from exc
+    documents = _documents(text, source)
     by_kind: dict[Kind, dict[tuple[str, str], SlimObject]] = {kind: {} for kind in kinds}
     ignored: set[str] = set()
     for index, raw in enumerate(_objects(documents, source)):
@@ -52,6 +51,22 @@ def parse_snapshot(text: str, *, source: str, kinds: tuple[Kind, ...] = KINDS) -
             continue
         by_kind[kind][object_ref(raw)] = _slim(kind, raw, source=source, index=index)
     return [Replace(kind, tuple(objs.values())) for kind, objs in by_kind.items()]
+
+
+def _documents(text: str, source: str) -> list[Any]:
+    """JSON through ``json`` (hundreds of times faster than a YAML parser on a large dump),
+    anything else through PyYAML's C loader when it is built, else its Python one."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            pass  # YAML flow style also starts with a brace; let the YAML parser decide
+        else:
+            return [document]
+    try:
+        return [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SnapshotError(f"snapshot {source} is neither YAML nor JSON: {exc}") from exc
 
 
 def _objects(documents: list[Any], source: str) -> Iterator[Mapping[str, Any]]:
