@@ -22,7 +22,17 @@ from kubedns.objects import (
     Service,
     SlimObject,
 )
-from kubedns.records import Contribution, Rdata, RRsets, ZoneNames, address_type, service_records
+from kubedns.records import (
+    Contribution,
+    Rdata,
+    RRsets,
+    StoredRRsets,
+    ZoneNames,
+    address_type,
+    compact,
+    expand,
+    service_records,
+)
 from kubedns.sources.events import Delete, Event, Replace, Upsert
 
 Key = tuple[str, str]
@@ -54,14 +64,16 @@ class RecordIndex:
         self._namespaces: set[str] = set()
         self._services: dict[Key, Service] = {}
         self._slices: dict[Key, EndpointSlice] = {}
-        self._slices_by_service: defaultdict[Key, set[str]] = defaultdict(set)
+        self._slices_by_service: dict[Key, tuple[str, ...]] = {}
+        """Slice names per Service, as tuples: nearly every Service has one slice, and a tuple
+        of one costs a fifth of a set of one."""
         self._pods: dict[Key, Pod] = {}
         self._pod_ips: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._contributions: dict[ContributorKey, Contribution] = {}
         self._owners: dict[str, ContributorKey | list[ContributorKey]] = {}
         """Who contributes records to each name: the contributor itself when there is one (nearly
         always, and no container per name), a list in contribution order when several do."""
-        self._records: dict[str, RRsets] = {}
+        self._records: dict[str, StoredRRsets] = {}
         self._existing: Counter[str] = Counter()
         self._add_structure()
 
@@ -74,11 +86,12 @@ class RecordIndex:
 
     def records(self, name: str) -> RRsets | None:
         """The RRsets owned by ``name`` (lowercase, no trailing dot), or None."""
-        return self._records.get(name)
+        stored = self._records.get(name)
+        return None if stored is None else expand(stored)
 
     def owners(self) -> Iterator[tuple[str, RRsets]]:
         """Every owner name with its RRsets (for exporting the zone, e.g. to a benchmark peer)."""
-        return ((name, rrsets) for name, rrsets in self._records.items() if rrsets)
+        return ((name, expand(stored)) for name, stored in self._records.items() if stored)
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` owns records or is an ancestor of a name that does (an ENT)."""
@@ -144,7 +157,7 @@ class RecordIndex:
             case "EndpointSlice":
                 old = self._slices.pop(key, None)
                 if old is not None:
-                    self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
+                    self._unlink_slice(old)
                     self._slices_changed((old.namespace, old.service_name))
             case "Pod":
                 pod = self._pods.pop(key, None)
@@ -178,10 +191,21 @@ class RecordIndex:
     def _store_slice(self, new: EndpointSlice, old: EndpointSlice | None) -> None:
         self._slices[new.key] = new
         if old is not None and old.service_name != new.service_name:
-            self._slices_by_service[(old.namespace, old.service_name)].discard(old.name)
+            self._unlink_slice(old)
             self._slices_changed((old.namespace, old.service_name))
-        self._slices_by_service[(new.namespace, new.service_name)].add(new.name)
+        service = (new.namespace, new.service_name)
+        linked = self._slices_by_service.get(service, ())
+        if new.name not in linked:
+            self._slices_by_service[service] = (*linked, new.name)
         self._slices_changed((new.namespace, new.service_name))
+
+    def _unlink_slice(self, old: EndpointSlice) -> None:
+        service = (old.namespace, old.service_name)
+        remaining = tuple(n for n in self._slices_by_service.get(service, ()) if n != old.name)
+        if remaining:
+            self._slices_by_service[service] = remaining
+        else:
+            self._slices_by_service.pop(service, None)
 
     def _slices_changed(self, key: Key) -> None:
         """Only a headless Service's records come from its slices. A ClusterIP or
@@ -214,7 +238,7 @@ class RecordIndex:
             slices = [self._slices[(key[0], name)] for name in sorted(slice_names)]
             contribution = service_records(service, slices, self.names)
             if key == self.dns_service:
-                contribution[self.names.nameserver] = _addresses_of(service)
+                contribution[self.names.nameserver] = compact(_addresses_of(service))
         self._contribute(("svc", key[0], key[1]), contribution)
 
     # -- the name tree ------------------------------------------------------------------------
@@ -300,7 +324,8 @@ class RecordIndex:
         """Recompute ``name``'s RRsets from its contributors; True if they changed. An owner
         with no RRsets (a namespace's ENT) adds no records, only existence, which _acquire and
         _release track."""
-        before = self._records.get(name) or {}
+        stored = self._records.get(name)
+        before = expand(stored) if stored is not None else {}
         owner = self._owners.get(name)
         if owner is None:
             self._records.pop(name, None)
@@ -311,13 +336,13 @@ class RecordIndex:
             # owner name was about a quarter of the index's memory on a 10k-service cluster.
             shared = self._contributions[owner][name]
             self._records[name] = shared
-            return shared != before
+            return expand(shared) != before
         merged: dict[int, dict[Rdata, None]] = {}
         for contributor in owner:
-            for qtype, rdata in self._contributions[contributor][name].items():
+            for qtype, rdata in expand(self._contributions[contributor][name]).items():
                 merged.setdefault(qtype, {}).update(dict.fromkeys(rdata))
         after = {qtype: tuple(rdata) for qtype, rdata in merged.items()}
-        self._records[name] = after
+        self._records[name] = compact(after)
         return after != before
 
 

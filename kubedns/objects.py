@@ -8,6 +8,7 @@ A malformed object raises ``ObjectError`` naming ``namespace/name`` and the fiel
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
@@ -75,7 +76,12 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    addresses: tuple[str, ...]
+    """One address of an EndpointSlice endpoint. The API allows several addresses per endpoint
+    (the controller writes one); each becomes its own value here, with the same hostname and
+    readiness, which is all DNS distinguishes, and a string costs less than a tuple of one
+    times fifty thousand endpoints."""
+
+    address: str
     hostname: str
     """Empty when the endpoint has none; DNS then derives one from the IP."""
     ready: bool
@@ -176,8 +182,10 @@ class _Reader:
             self.fail("metadata.name", "is missing")
         if kind != "Namespace" and not namespace:
             self.fail("metadata.namespace", "is missing")
-        self.namespace = namespace
-        self.name = name
+        # Namespaces and names repeat across thousands of objects (and in the slices' service
+        # label): one shared string each instead of one per JSON document.
+        self.namespace = sys.intern(namespace)
+        self.name = sys.intern(name)
 
     def fail(self, field: str, problem: str) -> NoReturn:
         raise ObjectError(self.kind, self.ref, field, problem)
@@ -199,12 +207,13 @@ class _Reader:
         return value
 
     def text(self, parent: Mapping[str, Any], key: str, path: str) -> str:
+        """A string field, interned: port names, protocols and types repeat everywhere."""
         value = parent.get(key)
         if value is None:
             return ""
         if not isinstance(value, str):
             self.fail(path + key, f"must be a string, not {value!r}")
-        return value
+        return sys.intern(value)
 
     def port(self, parent: Mapping[str, Any], path: str, *, required: bool) -> int:
         value = parent.get("port")
@@ -286,10 +295,12 @@ def _endpoint_slice(reader: _Reader) -> EndpointSlice:
     service_name = labels.get(SERVICE_NAME_LABEL, "")
     if not isinstance(service_name, str):
         reader.fail(f"metadata.labels[{SERVICE_NAME_LABEL}]", "must be a string")
+    service_name = sys.intern(service_name)
     address_type = reader.text(reader.raw, "addressType", "")
     endpoints = tuple(
-        _endpoint(reader, raw, f"endpoints[{i}].", skip_ips=address_type == "FQDN")
+        endpoint
         for i, raw in enumerate(reader.items(reader.raw, "endpoints", ""))
+        for endpoint in _endpoints(reader, raw, f"endpoints[{i}].", skip_ips=address_type == "FQDN")
     )
     ports = tuple(
         EndpointPort(
@@ -302,19 +313,20 @@ def _endpoint_slice(reader: _Reader) -> EndpointSlice:
     return EndpointSlice(reader.namespace, reader.name, service_name, endpoints, ports)
 
 
-def _endpoint(reader: _Reader, raw: Mapping[str, Any], path: str, *, skip_ips: bool) -> Endpoint:
+def _endpoints(
+    reader: _Reader, raw: Mapping[str, Any], path: str, *, skip_ips: bool
+) -> list[Endpoint]:
     addresses = raw.get("addresses")
     if not isinstance(addresses, list):
         reader.fail(path + "addresses", "must be a list")
     # FQDN slices (deprecated) carry names, not IPs; DNS cannot answer A records from them.
-    ips = (
-        ()
-        if skip_ips
-        else tuple(reader.ip(a, f"{path}addresses[{i}]") for i, a in enumerate(addresses))
-    )
+    if skip_ips:
+        return []
+    ips = [reader.ip(a, f"{path}addresses[{i}]") for i, a in enumerate(addresses)]
     conditions = reader.mapping(raw, "conditions", path)
     ready = conditions.get("ready") is not False and conditions.get("terminating") is not True
-    return Endpoint(ips, reader.text(raw, "hostname", path).lower(), ready)
+    hostname = reader.text(raw, "hostname", path).lower()
+    return [Endpoint(ip, hostname, ready) for ip in ips]
 
 
 def _pod_ips(reader: _Reader) -> tuple[str, ...]:

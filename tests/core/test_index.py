@@ -61,18 +61,18 @@ def test_serial_moves_only_on_visible_change() -> None:
 def test_unready_endpoint_change_is_invisible_for_headless_service() -> None:
     index = synced_index()
     index.apply(Upsert(Service("shop", "db", "ClusterIP", (), ())))
-    ready = Endpoint(("10.1.0.1",), "db-0", True)
-    index.apply(Upsert(headless_slice("db-a", ready, Endpoint(("10.1.0.2",), "db-1", False))))
+    ready = Endpoint("10.1.0.1", "db-0", True)
+    index.apply(Upsert(headless_slice("db-a", ready, Endpoint("10.1.0.2", "db-1", False))))
     serial = index.serial
-    index.apply(Upsert(headless_slice("db-a", ready, Endpoint(("10.1.0.3",), "db-1", False))))
+    index.apply(Upsert(headless_slice("db-a", ready, Endpoint("10.1.0.3", "db-1", False))))
     assert index.serial == serial
 
 
 def test_headless_merges_slices_and_removes_on_delete() -> None:
     index = synced_index()
     index.apply(Upsert(Service("shop", "db", "ClusterIP", (), ())))
-    index.apply(Upsert(headless_slice("db-v4", Endpoint(("10.1.0.1",), "db-0", True))))
-    index.apply(Upsert(headless_slice("db-v6", Endpoint(("fd00::1",), "db-0", True))))
+    index.apply(Upsert(headless_slice("db-v4", Endpoint("10.1.0.1", "db-0", True))))
+    index.apply(Upsert(headless_slice("db-v6", Endpoint("fd00::1", "db-0", True))))
     records = index.records("db-0.db.shop.svc.cluster.local")
     assert records == {A: ("10.1.0.1",), AAAA: ("fd00::1",)}
     index.apply(Delete("EndpointSlice", "shop", "db-v6"))
@@ -88,7 +88,7 @@ def test_shared_endpoint_ip_keeps_both_ptrs_until_each_goes() -> None:
     for name in ("a", "b"):
         index.apply(Upsert(Service("shop", name, "ClusterIP", (), ())))
         index.apply(
-            Upsert(headless_slice(f"{name}-1", Endpoint(("10.1.0.9",), "", True), service=name))
+            Upsert(headless_slice(f"{name}-1", Endpoint("10.1.0.9", "", True), service=name))
         )
     ptr = "9.0.1.10.in-addr.arpa"
     assert index.records(ptr) == {
@@ -110,7 +110,7 @@ def test_three_owners_of_one_ptr_come_and_go_in_any_order() -> None:
     for name in ("a", "b", "c"):
         index.apply(Upsert(Service("shop", name, "ClusterIP", (), ())))
         index.apply(
-            Upsert(headless_slice(f"{name}-1", Endpoint(("10.1.0.9",), "", True), service=name))
+            Upsert(headless_slice(f"{name}-1", Endpoint("10.1.0.9", "", True), service=name))
         )
     assert index.records(ptr) == {PTR: (host("a"), host("b"), host("c"))}
     index.apply(Delete("Service", "shop", "b"))
@@ -129,9 +129,9 @@ def test_slices_matter_only_to_headless_services_whenever_they_arrive() -> None:
     index = synced_index()
     index.apply(Upsert(web()))
     serial = index.serial
-    index.apply(Upsert(headless_slice("web-1", Endpoint(("10.1.0.7",), "", True), service="web")))
+    index.apply(Upsert(headless_slice("web-1", Endpoint("10.1.0.7", "", True), service="web")))
     assert index.serial == serial  # a ClusterIP Service's records ignore its endpoints
-    index.apply(Upsert(headless_slice("db-1", Endpoint(("10.1.0.8",), "", True))))
+    index.apply(Upsert(headless_slice("db-1", Endpoint("10.1.0.8", "", True))))
     assert index.records("db.shop.svc.cluster.local") is None  # no Service yet
     index.apply(Upsert(Service("shop", "db", "ClusterIP", (), ())))
     assert (index.records("db.shop.svc.cluster.local") or {})[A] == ("10.1.0.8",)
@@ -143,7 +143,7 @@ def test_slice_moving_to_another_service_refreshes_both() -> None:
     index = synced_index()
     for name in ("a", "b"):
         index.apply(Upsert(Service("shop", name, "ClusterIP", (), ())))
-    endpoint = Endpoint(("10.1.0.7",), "", True)
+    endpoint = Endpoint("10.1.0.7", "", True)
     index.apply(Upsert(headless_slice("moving", endpoint, service="a")))
     index.apply(Upsert(headless_slice("moving", endpoint, service="b")))
     assert index.records("a.shop.svc.cluster.local") is None
