@@ -14,6 +14,7 @@ import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dnslib
 import pytest
 import pytest_asyncio
@@ -163,5 +164,43 @@ async def test_loop_turns_forwarding_off() -> None:
             assert server.responder.fallback is None
             reply = await ask(server.address, "www.example.com")
             assert reply.rcode() == dns.rcode.REFUSED
+        finally:
+            await server.stop()
+
+
+async def big_txt_handler(data: bytes, _proto: str) -> list[bytes]:
+    """A TXT answer of about 1,200 bytes: over 512, so plain UDP clients must get TC."""
+    reply = reply_to(data)
+    name = str(reply.q.qname)
+    for i in range(6):
+        reply.add_answer(*dnslib.RR.fromZone(f'{name} 60 IN TXT "{"x" * 190}{i}"'))
+    return [reply.pack()]
+
+
+async def test_forwarded_answers_fit_udp_and_come_whole_over_tcp() -> None:
+    async with FakeUpstream(big_txt_handler) as upstream:
+        config = load(
+            None,
+            {
+                "snapshot": str(DEMO),
+                "listen": "127.0.0.1:0",
+                "forward.upstreams": [str(upstream.address)],
+            },
+        )
+        server = Server(config)
+        server.load_sources()
+        await server.start()
+        try:
+            query = dns.message.make_query("big.example.com", "TXT", use_edns=False)
+            address = server.address
+            udp = await dns.asyncquery.udp(query, address.host, port=address.port, timeout=3)
+            assert udp.flags & dns.flags.TC
+            assert udp.id == query.id
+            tcp = await dns.asyncquery.tcp(query, address.host, port=address.port, timeout=3)
+            assert not tcp.flags & dns.flags.TC
+            assert len(tcp.answer[0]) == 6
+            cluster = dns.message.make_query("payments.shop.svc.cluster.local", "A")
+            chased = await dns.asyncquery.tcp(cluster, address.host, port=address.port, timeout=3)
+            assert chased.answer[0].rdtype == dns.rdatatype.CNAME
         finally:
             await server.stop()
