@@ -7,6 +7,7 @@ names never leak upstream while everything else is relayed faithfully.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,25 +38,31 @@ async def upstream_handler(data: bytes, _proto: str) -> list[bytes]:
     return [reply.pack()]
 
 
+@contextlib.asynccontextmanager
+async def serving(upstream: FakeUpstream, **overrides: object) -> AsyncIterator[Server]:
+    """The real server on the demo cluster, forwarding to ``upstream``."""
+    settings = {
+        "snapshot": str(DEMO),
+        "listen": "127.0.0.1:0",
+        "forward.upstreams": [str(upstream.address)],
+        **overrides,
+    }
+    server = Server(load(None, settings))
+    server.load_sources()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @pytest_asyncio.fixture
 async def chain() -> AsyncIterator[tuple[Server, FakeUpstream]]:
-    async with FakeUpstream(upstream_handler) as upstream:
-        config = load(
-            None,
-            {
-                "snapshot": str(DEMO),
-                "listen": "127.0.0.1:0",
-                "forward.upstreams": [str(upstream.address)],
-                "forward.policy": "sequential",
-            },
-        )
-        server = Server(config)
-        server.load_sources()
-        await server.start()
-        try:
-            yield server, upstream
-        finally:
-            await server.stop()
+    async with (
+        FakeUpstream(upstream_handler) as upstream,
+        serving(upstream, **{"forward.policy": "sequential"}) as server,
+    ):
+        yield server, upstream
 
 
 async def ask(address: HostPort, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -143,29 +150,15 @@ async def test_loop_turns_forwarding_off() -> None:
         )
         return [reply.to_wire()]
 
-    async with FakeUpstream(bounce) as upstream:
-        config = load(
-            None,
-            {
-                "snapshot": str(DEMO),
-                "listen": "127.0.0.1:0",
-                "forward.upstreams": [str(upstream.address)],
-            },
-        )
-        server = Server(config)
-        server.load_sources()
-        await server.start()
+    async with FakeUpstream(bounce) as upstream, serving(upstream) as server:
         target.append(server.address)
-        try:
-            for _ in range(50):
-                if server.responder.fallback is None:
-                    break
-                await asyncio.sleep(0.05)
-            assert server.responder.fallback is None
-            reply = await ask(server.address, "www.example.com")
-            assert reply.rcode() == dns.rcode.REFUSED
-        finally:
-            await server.stop()
+        for _ in range(50):
+            if server.responder.fallback is None:
+                break
+            await asyncio.sleep(0.05)
+        assert server.responder.fallback is None
+        reply = await ask(server.address, "www.example.com")
+        assert reply.rcode() == dns.rcode.REFUSED
 
 
 async def big_txt_handler(data: bytes, _proto: str) -> list[bytes]:
@@ -178,29 +171,15 @@ async def big_txt_handler(data: bytes, _proto: str) -> list[bytes]:
 
 
 async def test_forwarded_answers_fit_udp_and_come_whole_over_tcp() -> None:
-    async with FakeUpstream(big_txt_handler) as upstream:
-        config = load(
-            None,
-            {
-                "snapshot": str(DEMO),
-                "listen": "127.0.0.1:0",
-                "forward.upstreams": [str(upstream.address)],
-            },
-        )
-        server = Server(config)
-        server.load_sources()
-        await server.start()
-        try:
-            query = dns.message.make_query("big.example.com", "TXT", use_edns=False)
-            address = server.address
-            udp = await dns.asyncquery.udp(query, address.host, port=address.port, timeout=3)
-            assert udp.flags & dns.flags.TC
-            assert udp.id == query.id
-            tcp = await dns.asyncquery.tcp(query, address.host, port=address.port, timeout=3)
-            assert not tcp.flags & dns.flags.TC
-            assert len(tcp.answer[0]) == 6
-            cluster = dns.message.make_query("payments.shop.svc.cluster.local", "A")
-            chased = await dns.asyncquery.tcp(cluster, address.host, port=address.port, timeout=3)
-            assert chased.answer[0].rdtype == dns.rdatatype.CNAME
-        finally:
-            await server.stop()
+    async with FakeUpstream(big_txt_handler) as upstream, serving(upstream) as server:
+        query = dns.message.make_query("big.example.com", "TXT", use_edns=False)
+        address = server.address
+        udp = await dns.asyncquery.udp(query, address.host, port=address.port, timeout=3)
+        assert udp.flags & dns.flags.TC
+        assert udp.id == query.id
+        tcp = await dns.asyncquery.tcp(query, address.host, port=address.port, timeout=3)
+        assert not tcp.flags & dns.flags.TC
+        assert len(tcp.answer[0]) == 6
+        cluster = dns.message.make_query("payments.shop.svc.cluster.local", "A")
+        chased = await dns.asyncquery.tcp(cluster, address.host, port=address.port, timeout=3)
+        assert chased.answer[0].rdtype == dns.rdatatype.CNAME
