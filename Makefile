@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: venv
-	$(BIN)/kubedns serve --snapshot config/demo-cluster.yaml --listen $(LISTEN)
+	$(BIN)/kubedns serve --snapshot config/demo-cluster.yaml --listen $(LISTEN) --log-format text
 
 # bench/ may not exist yet; ruff fails on a missing path, so lint only what is there.
 LINT_PATHS := $(wildcard kubedns tests bench)
