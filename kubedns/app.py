@@ -225,9 +225,21 @@ flight overflows the default (about 200 KiB) and the kernel drops them (bench/zo
 load showed drops equal to RcvbufErrors); the kernel caps this at net.core.rmem_max."""
 
 
+SO_RCVBUFFORCE = 33
+"""Linux's SO_RCVBUFFORCE (Python does not export it): past net.core.rmem_max, with
+CAP_NET_ADMIN."""
+
+
 def _enlarge_receive_buffer(sock: socket.socket | None) -> None:
+    """Ask for ``UDP_RECEIVE_BUFFER``; with CAP_NET_ADMIN even past net.core.rmem_max, else up
+    to it (the kernel caps a plain request silently)."""
     if sock is None:
         return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
+        return
+    except OSError:
+        pass  # not permitted (no CAP_NET_ADMIN) or not Linux
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     except OSError as exc:

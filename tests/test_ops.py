@@ -4,7 +4,9 @@ and the lame-duck period at shutdown."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,9 +14,10 @@ import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.rcode
+import pytest
 import pytest_asyncio
 
-from kubedns.app import Server
+from kubedns.app import UDP_RECEIVE_BUFFER, Server
 from kubedns.config import load
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-cluster.yaml"
@@ -101,3 +104,15 @@ async def test_lame_duck_keeps_answering_while_not_ready() -> None:
     reply = await ask(server, "web.shop.svc.cluster.local")
     assert reply.rcode() == dns.rcode.NOERROR
     await stopping
+
+
+async def test_udp_receive_buffer_is_enlarged(server: Server) -> None:
+    """Bursts of queries must not overflow the kernel's default buffer (about 200 KiB)."""
+    transport = server._udp
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    # Linux reports double the requested size (bookkeeping overhead). Tests run as root, so
+    # the forced request passes net.core.rmem_max whatever the machine sets it to.
+    if os.geteuid() != 0:
+        pytest.skip("only root (CAP_NET_ADMIN) may pass net.core.rmem_max")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= UDP_RECEIVE_BUFFER
