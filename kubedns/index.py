@@ -108,9 +108,6 @@ class RecordIndex:
     def pod_has_ip(self, namespace: str, ip: str) -> bool:
         return self._pod_ips[namespace][ip] > 0 if namespace in self._pod_ips else False
 
-    def service(self, namespace: str, name: str) -> Service | None:
-        return self._services.get((namespace, name))
-
     # -- writing (the event sources) ----------------------------------------------------------
 
     def apply(self, event: Event) -> None:
