@@ -178,16 +178,14 @@ class Server:
             self.responder.fallback = None
 
     async def stop(self) -> None:
-        """Not ready, a lame-duck period, close the listeners, then let in-flight work finish."""
+        """Not ready, a lame-duck period, close the listeners, let in-flight work finish, then
+        stop the watch through its stop event (last, so answers stay current to the end)."""
         self.stopping = True
         if self.config.ops.lame_duck > 0:
             log.info(
                 "lame duck: answering %.1f s more while /ready fails", self.config.ops.lame_duck
             )
             await asyncio.sleep(self.config.ops.lame_duck)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_listeners()
         if self._udp_protocol is not None:
             await self._udp_protocol.drain()
@@ -198,9 +196,9 @@ class Server:
         if self.forwarder is not None:
             await self.forwarder.close()
         self._stop_source.set()
-        loop_check = [t for t in self._tasks if t.get_name() == "forward-loop-check"]
-        for task in loop_check:
-            task.cancel()
+        for task in self._tasks:
+            if task.get_name() == "forward-loop-check":
+                task.cancel()  # the watch ends by the stop event, the probe has no such thing
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ops is not None:
             await self.ops.stop()
