@@ -59,7 +59,11 @@ class Server:
             zone=self.config.zone, dns_service=(namespace, name), required_kinds=self.kinds
         )
         self.forwarder = self._build_forwarder()
-        self.responder = Responder(ClusterZone(self.index, self.config), fallback=self.forwarder)
+        self.responder = Responder(
+            ClusterZone(self.index, self.config),
+            fallback=self.forwarder,
+            replies=self.config.replies,
+        )
         self.address = self.config.listen
         index = self.index
         metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
@@ -79,7 +83,11 @@ class Server:
             return None
         try:
             return Forwarder(
-                config.forward, config.cache, listen=[config.listen], never_forward=[config.zone]
+                config.forward,
+                config.cache,
+                listen=[config.listen],
+                never_forward=[config.zone],
+                replies=config.replies,
             )
         except SelfForwardError as exc:
             raise ConfigError(str(exc)) from exc

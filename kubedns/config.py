@@ -73,6 +73,22 @@ class TCPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RepliesConfig:
+    """How every reply is sized, ordered and kept, whatever answered it (zone or forwarder)."""
+
+    udp_size: int = 1232
+    """Bytes: the largest UDP reply sent and the EDNS payload size advertised (DNS Flag Day
+    2020; CoreDNS ``bufsize``). A client's smaller EDNS size wins; without EDNS it is 512. A
+    reply that does not fit carries the records that fit, with TC set when answers were cut."""
+    rotate: bool = True
+    """Serve A, AAAA and equal-priority SRV RRsets of several records in a rotating order, so
+    clients that take the first address spread over endpoints (CoreDNS ``loadbalance``)."""
+    cache_bytes: int = 32 * 1024 * 1024
+    """Bytes of ready-made replies kept for the fast path (both zone and forwarded answers),
+    oldest dropped first; 0 turns the fast path off (every query takes the full path)."""
+
+
+@dataclass(frozen=True, slots=True)
 class OpsConfig:
     """The operations endpoint: ``/metrics`` (Prometheus), ``/health`` and ``/ready``."""
 
@@ -231,6 +247,7 @@ class Config:
     """``namespace/name`` of our own Service; its ClusterIPs answer for the NS target."""
     ttl: TTLConfig = field(default_factory=TTLConfig)
     tcp: TCPConfig = field(default_factory=TCPConfig)
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
@@ -513,6 +530,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("ttl values must fit in 31 bits (RFC 2181)")
     if config.tcp.max_connections < 1:
         raise ConfigError("tcp.max_connections must be at least 1")
+    if not 512 <= config.replies.udp_size <= 4096:
+        raise ConfigError(
+            f"replies.udp_size is {config.replies.udp_size}; allowed 512 to 4096 "
+            "(1232 avoids IP fragmentation)"
+        )
+    if config.replies.cache_bytes < 0:
+        raise ConfigError("replies.cache_bytes must not be negative")
     _validate_webhook(config.webhook)
     _validate_forward(config.forward, config.zone)
     _validate_cache(config.cache)

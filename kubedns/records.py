@@ -10,20 +10,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 
+from kubedns.dns.template import Srv
 from kubedns.objects import EndpointSlice, Service, is_published
 
 A, NS, CNAME, SOA, PTR, HINFO, TXT, AAAA, SRV, OPT, ANY = 1, 2, 5, 6, 12, 13, 16, 28, 33, 41, 255
 AXFR, IXFR = 252, 251
 
 
-class Srv(NamedTuple):
-    priority: int
-    weight: int
-    port: int
-    target: str
-
+__all__ = ["Srv"]  # re-exported: the SRV rdata value, defined by the codec
 
 Rdata = str | Srv
 """A, AAAA: the address text; CNAME, PTR, NS: the target name; TXT: the text; SRV: ``Srv``."""

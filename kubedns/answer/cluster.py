@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from kubedns.answer.query import NOERROR, NXDOMAIN, SERVFAIL
-from kubedns.answer.wire import RR, Reply, Soa
 from kubedns.config import Config
+from kubedns.dns.template import RR, Reply, Soa, Srv
+from kubedns.dns.wire import NOERROR, NXDOMAIN, SERVFAIL
 from kubedns.index import RecordIndex
-from kubedns.records import AAAA, ANY, CNAME, NS, PTR, SOA, SRV, TXT, A, Rdata, Srv
+from kubedns.records import AAAA, ANY, CNAME, NS, PTR, SOA, SRV, TXT, A, Rdata
 
 SCHEMA_VERSION = "1.1.0"
 REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")

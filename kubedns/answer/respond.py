@@ -1,121 +1,242 @@
 """From query bytes to reply bytes: the answer path's front door, still without I/O.
 
 ``Responder.respond`` returns ready bytes for everything it can answer synchronously (the
-cluster zone, errors) and an awaitable only for names it hands to the fallback resolver (the
-forwarder). It is the one place where an exception becomes SERVFAIL and where a packet becomes
-FORMERR, NOTIMP, BADVERS or REFUSED.
+cluster zone, forward-cache hits, errors) and an awaitable only for what must wait on an
+upstream. It is the one place where an exception becomes SERVFAIL and where a packet becomes
+FORMERR, NOTIMP, BADVERS or REFUSED; the codec (``kubedns.dns``) decides how every reply
+looks on the wire.
 
-The fast path: a cluster answer depends only on the query bytes (less the message ID and the
-name's letter case) and on the index, so replies are cached as wire bytes keyed by exactly
-that, and dropped wholesale when the index generation moves. A hit costs one name walk, one
-dict lookup and two slice assignments.
+The fast path: a reply depends only on the question (case-folded) and the query's shape (RD,
+CD, EDNS, DO, size limit) — never on the message ID, the name's letter case or EDNS options
+we ignore — and, for the zone, on the index generation; for a forwarded answer, on its age
+in whole seconds. So ready replies are kept per ``cache_key`` and a hit costs one walk of the
+name, one dict lookup and a few slices. Zone answers are also kept as templates per question,
+so a query of a new shape re-fits stored records instead of encoding them again.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
+from kubedns import metrics
 from kubedns.answer.cluster import ClusterZone, Outcome
-from kubedns.answer.fit import TCP_LIMIT, fit
-from kubedns.answer.query import (
-    BADVERS,
-    CLASS_IN,
-    FORMERR,
-    RA,
-    REFUSED,
-    SERVFAIL,
-    Query,
-    QueryError,
-    parse_query,
-)
-from kubedns.answer.wire import RR, Reply, encode, encode_error
-from kubedns.records import AAAA, AXFR, CNAME, IXFR, A
+from kubedns.config import RepliesConfig
+from kubedns.dns.query import Query, QueryError, cache_key, parse_query
+from kubedns.dns.render import Prepared, render, render_error
+from kubedns.dns.template import RR, Template, encode, error_template
+from kubedns.dns.wire import BADVERS, CLASS_IN, HEADER_SIZE, REFUSED, SERVFAIL
+from kubedns.records import AAAA, AXFR, IXFR, A
 
 log = logging.getLogger(__name__)
 
 Response = bytes | None | Awaitable[bytes | None]
-FAST_CACHE_LIMIT = 20_000
+Clock = Callable[[], float]
+V = TypeVar("V")
+
+ENTRY_OVERHEAD = 200
+"""Bytes a stored entry costs beyond its key and its reply (dict slots, the objects)."""
+
+
+class CachedAnswer(Protocol):
+    """A forward-cache entry as the fast path sees it."""
+
+    @property
+    def template(self) -> Template: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def stored_at(self) -> float: ...
+
+    @property
+    def expires(self) -> float: ...
 
 
 class Fallback(Protocol):
-    """The resolver behind the cluster zone (the forwarder): wire bytes in, wire bytes out."""
+    """The resolver behind the cluster zone (the forwarder), in the codec's terms."""
 
-    def answer_now(self, query: bytes, *, udp_limit: int | None = None) -> bytes | None:
-        """The reply when it needs no I/O (a cache hit), else None."""
+    def lookup(self, query: Query) -> CachedAnswer | Template | None:
+        """A cache entry or a local answer (refusal) without I/O, else None."""
 
-    async def resolve(self, query: bytes, *, udp_limit: int | None = None) -> bytes:
-        """The reply to a client query; raises ValueError for a malformed one."""
+    async def forward(self, query: Query) -> Template:
+        """The upstreams' answer."""
 
-    async def resolve_addresses(self, name: str, qtype: int) -> list[Any]:
-        """The answer section (dnslib RRs) for chasing an out-of-zone CNAME target."""
+    async def resolve_addresses(self, name: str, qtype: int) -> list[RR]:
+        """The answer records for chasing an out-of-zone CNAME target."""
+
+
+class BoundedStore(Generic[V]):
+    """A dict bounded in bytes as well as by what fits: the oldest entries go first.
+
+    ``entries`` is the dict itself, read directly by the hot path."""
+
+    def __init__(self, budget: int) -> None:
+        self.entries: dict[bytes, V] = {}
+        self._sizes: dict[bytes, int] = {}
+        self.budget = budget
+        self.bytes = 0
+
+    def put(self, key: bytes, value: V, size: int) -> None:
+        size += len(key) + ENTRY_OVERHEAD
+        if size > self.budget:
+            return
+        self.pop(key)
+        self.entries[key] = value
+        self._sizes[key] = size
+        self.bytes += size
+        while self.bytes > self.budget:
+            oldest = next(iter(self._sizes))
+            self.bytes -= self._sizes.pop(oldest)
+            del self.entries[oldest]
+
+    def pop(self, key: bytes) -> None:
+        size = self._sizes.pop(key, None)
+        if size is not None:
+            self.bytes -= size
+            del self.entries[key]
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self._sizes.clear()
+        self.bytes = 0
+
+
+class _ForwardedReply:
+    """A forward-cache entry fitted to one query shape; re-fitted once a second as it ages."""
+
+    __slots__ = ("_age", "_answer", "_prepared", "_query", "_udp_size", "expires")
+
+    def __init__(self, answer: CachedAnswer, query: Query, *, udp_size: int, now: float) -> None:
+        self._answer = answer
+        self._query = query
+        self._udp_size = udp_size
+        self.expires = answer.expires
+        self._age = -1
+        self._prepared = self._fit(now)
+
+    def _fit(self, now: float) -> Prepared:
+        age = int(now - self._answer.stored_at)
+        if age != self._age:
+            self._age = age
+            aged = self._answer.template.aged(seconds=age)
+            self._prepared = Prepared(aged, self._query, udp_size=self._udp_size)
+        return self._prepared
+
+    @property
+    def size(self) -> int:
+        return self._answer.template.size * 3 + len(self._query.question)
+
+    def render(self, msg_id: bytes, question: bytes, now: float) -> bytes:
+        metrics.CACHE_HITS.counts[self._answer.kind] += 1
+        return self._fit(now).render(msg_id, question)
 
 
 class Responder:
     """Turns one query packet into the reply bytes (or None to stay silent)."""
 
-    def __init__(self, zone: ClusterZone, *, fallback: Fallback | None = None) -> None:
+    def __init__(
+        self,
+        zone: ClusterZone,
+        *,
+        fallback: Fallback | None = None,
+        replies: RepliesConfig | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        replies = replies or RepliesConfig()
         self.zone = zone
-        self.fallback = fallback
-        self._extra_flags = RA if fallback is not None else 0
-        self._fast: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+        self._udp_size = replies.udp_size
+        self._rotate = replies.rotate
+        self._clock = clock
+        budget = replies.cache_bytes
+        self._zone_replies: BoundedStore[Prepared] = BoundedStore(budget * 3 // 8)
+        self._forwarded: BoundedStore[_ForwardedReply] = BoundedStore(budget * 3 // 8)
+        self._templates: BoundedStore[Template] = BoundedStore(budget // 4)
         self._generation = -1
+        self._fallback = fallback
+
+    @property
+    def fallback(self) -> Fallback | None:
+        return self._fallback
+
+    @fallback.setter
+    def fallback(self, fallback: Fallback | None) -> None:
+        """Changing the fallback changes RA and where names go: forget every stored reply."""
+        self._fallback = fallback
+        self._forget_zone()
+        self._forwarded.clear()
+
+    def _forget_zone(self) -> None:
+        self._zone_replies.clear()
+        self._templates.clear()
+        self._generation = self.zone.index.generation
 
     def respond(self, data: bytes, *, tcp: bool) -> Response:
         """The reply now (bytes), nothing (None: drop), or an awaitable for a forwarded one."""
-        cache = self._fast[tcp]
-        if self._generation != self.zone.index.generation:
-            self._fast[0].clear()
-            self._fast[1].clear()
-            self._generation = self.zone.index.generation
-        name_end = _name_end(data)
-        key = data[2:12] + data[12:name_end].lower() + data[name_end:] if name_end else b""
-        cached = cache.get(key) if key else None
-        if cached is not None:
-            reply = bytearray(cached)
-            reply[0:2] = data[0:2]
-            reply[12:name_end] = data[12:name_end]
-            return bytes(reply)
+        found = cache_key(data, tcp=tcp, udp_size=self._udp_size)
+        if found is not None:
+            key, end = found
+            if self._generation != self.zone.index.generation:
+                self._forget_zone()
+            prepared = self._zone_replies.entries.get(key)
+            if prepared is not None:
+                return prepared.render(data[:2], data[HEADER_SIZE:end])
+            forwarded = self._forwarded.entries.get(key)
+            if forwarded is not None:
+                now = self._clock()
+                if now < forwarded.expires:
+                    return forwarded.render(data[:2], data[HEADER_SIZE:end], now)
+                self._forwarded.pop(key)
         try:
-            result = self._respond_slow(data, tcp=tcp)
+            return self._respond_slow(data, tcp=tcp)
         except Exception:
             log.exception("unexpected error answering a query; replying SERVFAIL")
-            return _servfail(data)
-        if isinstance(result, bytes) and key:
-            if len(cache) >= FAST_CACHE_LIMIT:
-                cache.clear()  # bounded without bookkeeping; a burst of unique names is rare
-            cache[key] = result
-            return result
-        return result[0] if isinstance(result, tuple) else result
+            return self._servfail(data, tcp=tcp)
 
-    def _respond_slow(self, data: bytes, *, tcp: bool) -> bytes | tuple[Response]:
-        """Bytes that may be cached, or a one-tuple holding a reply that must not be."""
+    @property
+    def _recursion_available(self) -> bool:
+        return self._fallback is not None
+
+    def _respond_slow(self, data: bytes, *, tcp: bool) -> Response:
         try:
-            query = parse_query(data)
+            query = parse_query(data, tcp=tcp, udp_size=self._udp_size)
         except QueryError as error:
-            refusal = encode_error(
-                error.id, error.flags, error.rcode, error.question, edns=error.edns
+            return render_error(
+                error, udp_size=self._udp_size, recursion_available=self._recursion_available
             )
-            return (refusal,)
         if query is None:
-            return (None,)
-        limit = TCP_LIMIT if tcp else query.udp_limit
+            return None
         if query.edns is not None and query.edns.version != 0:
-            return fit(query, Reply(rcode=BADVERS), limit=limit)
+            return self._error(BADVERS, query)
         if query.qclass != CLASS_IN or query.qtype in (AXFR, IXFR):
-            return self._refuse(query, limit)
-        outcome = self._authoritative(query)
-        if outcome is None:
-            if self.fallback is None:
-                return self._refuse(query, limit)
-            return (self._forward(data, query, udp_limit=None if tcp else limit),)
-        reply = replace(outcome.reply, extra_flags=self._extra_flags)
-        if outcome.external_target and self.fallback and query.qtype in (A, AAAA):
-            return (self._chase(query, reply, outcome.external_target, limit=limit),)
-        return fit(query, reply, limit=limit)
+            return self._error(REFUSED, query)
+        template_key = query.folded_name + query.question[-4:]
+        template = self._templates.entries.get(template_key)
+        if template is None:
+            outcome = self._authoritative(query)
+            if outcome is None:
+                return self._forward(query)
+            fallback = self._fallback
+            if outcome.external_target and fallback and query.qtype in (A, AAAA):
+                return self._chase(fallback, query, outcome)
+            template = self._encode(query, outcome.reply.answer, outcome)
+            self._templates.put(template_key, template, template.size * 2)
+        prepared = Prepared(template, query, udp_size=self._udp_size)
+        if query.key is not None:
+            self._zone_replies.put(query.key, prepared, prepared.size)
+        return prepared.render(data[:2], query.question)
+
+    def _encode(self, query: Query, answer: Sequence[RR], outcome: Outcome) -> Template:
+        reply = replace(outcome.reply, answer=answer, recursion_available=self._recursion_available)
+        return encode(query.question, reply, rotate=self._rotate)
+
+    def _error(self, rcode: int, query: Query) -> bytes:
+        template = error_template(rcode, recursion_available=self._recursion_available)
+        return render(template, query, udp_size=self._udp_size)
 
     def _authoritative(self, query: Query) -> Outcome | None:
         """The cluster's own answer, or None when the name belongs upstream."""
@@ -123,78 +244,57 @@ class Responder:
         qname = query.qname
         if zone.covers(qname):
             return zone.answer(qname, query.qtype)
-        if zone.reverse_zone_of(qname) and (self.fallback is None or zone.owns_reverse(qname)):
+        if zone.reverse_zone_of(qname) and (self._fallback is None or zone.owns_reverse(qname)):
             return zone.answer(qname, query.qtype)
         return None
 
-    def _refuse(self, query: Query, limit: int) -> bytes:
-        return fit(query, Reply(rcode=REFUSED, extra_flags=self._extra_flags), limit=limit)
-
-    def _forward(self, data: bytes, query: Query, *, udp_limit: int | None) -> Response:
+    def _forward(self, query: Query) -> Response:
         """A cache hit now, else an awaitable for the upstream's answer."""
-        assert self.fallback is not None
-        try:
-            cached = self.fallback.answer_now(data, udp_limit=udp_limit)
-        except ValueError:
-            return encode_error(query.id, query.flags, FORMERR, b"")
-        if cached is not None:
-            return cached
-        return self._resolve(data, query, udp_limit=udp_limit)
+        fallback = self._fallback
+        if fallback is None:
+            return self._error(REFUSED, query)
+        found = fallback.lookup(query)
+        if found is None:
+            return self._resolve(fallback, query)
+        if isinstance(found, Template):
+            return render(found, query, udp_size=self._udp_size)
+        forwarded = _ForwardedReply(found, query, udp_size=self._udp_size, now=self._clock())
+        if query.key is not None:
+            self._forwarded.put(query.key, forwarded, forwarded.size)
+        return forwarded.render(query.id.to_bytes(2, "big"), query.question, self._clock())
 
-    async def _resolve(self, data: bytes, query: Query, *, udp_limit: int | None) -> bytes:
-        assert self.fallback is not None
+    async def _resolve(self, fallback: Fallback, query: Query) -> bytes:
         try:
-            return await self.fallback.resolve(data, udp_limit=udp_limit)
+            template = await fallback.forward(query)
         except Exception:
             log.exception("unexpected error forwarding %s; replying SERVFAIL", query.qname)
-            return encode(query, Reply(rcode=SERVFAIL, extra_flags=self._extra_flags))
+            template = error_template(SERVFAIL, recursion_available=True)
+        return render(template, query, udp_size=self._udp_size)
 
-    async def _chase(self, query: Query, reply: Reply, target: str, *, limit: int) -> bytes:
+    async def _chase(self, fallback: Fallback, query: Query, outcome: Outcome) -> bytes:
         """Append an out-of-zone CNAME target's addresses, resolved upstream (as CoreDNS)."""
-        assert self.fallback is not None
         try:
-            found = await self.fallback.resolve_addresses(target, query.qtype)
+            found = await fallback.resolve_addresses(outcome.external_target, query.qtype)
         except Exception:
-            log.exception("unexpected error chasing %s; answering the CNAME alone", target)
+            log.exception("unexpected error chasing %s; answering the CNAME alone", query.qname)
             found = []
-        chased = [rr for rr in map(_from_dnslib, found) if rr is not None]
-        return fit(query, replace(reply, answer=[*reply.answer, *chased]), limit=limit)
+        template = self._encode(query, [*outcome.reply.answer, *found], outcome)
+        return render(template, query, udp_size=self._udp_size)
 
-
-def _from_dnslib(rr: Any) -> RR | None:
-    """A CNAME, A or AAAA record from the forwarder, in the encoder's terms."""
-    name = str(rr.rname).rstrip(".").lower()
-    if rr.rtype == CNAME:
-        return RR(name, CNAME, rr.ttl, str(rr.rdata).rstrip(".").lower())
-    if rr.rtype in (A, AAAA):
-        return RR(name, rr.rtype, rr.ttl, str(rr.rdata))
-    return None
-
-
-def _name_end(data: bytes) -> int:
-    """Offset just past the question name, or 0 when the packet is not a plain query."""
-    pos = 12
-    size = len(data)
-    while pos < size:
-        length = data[pos]
-        if length == 0:
-            return pos + 1
-        if length > 63:
-            return 0
-        pos += length + 1
-    return 0
-
-
-def _servfail(data: bytes) -> bytes | None:
-    """The last line of defence: SERVFAIL echoing the question when the packet allows it."""
-    # No encode() here: the failure being handled may have come from encoding this query.
-    try:
-        query = parse_query(data)
-    except QueryError as error:
-        return encode_error(error.id, error.flags, SERVFAIL, error.question)
-    except Exception:
-        return None
-    if query is None:
-        return None
-    question = query.qname_wire + struct.pack("!HH", query.qtype, query.qclass)
-    return encode_error(query.id, query.flags, SERVFAIL, question)
+    def _servfail(self, data: bytes, *, tcp: bool) -> bytes | None:
+        """The last line of defence: SERVFAIL echoing the question when the packet allows it."""
+        try:
+            query = parse_query(data, tcp=tcp, udp_size=self._udp_size)
+        except QueryError as failed:
+            failed.rcode = SERVFAIL
+            return render_error(failed, udp_size=self._udp_size, recursion_available=False)
+        except Exception:
+            return None
+        if query is None:
+            return None
+        servfail = QueryError(
+            SERVFAIL, id=query.id, flags=query.flags, question=query.question, edns=query.edns
+        )
+        return render_error(
+            servfail, udp_size=self._udp_size, recursion_available=self._recursion_available
+        )

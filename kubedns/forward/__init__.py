@@ -4,8 +4,8 @@ The app builds one ``Forwarder`` and puts it last in the fixed chain (cluster zo
 forward); see ``forwarder.py`` for the contract.
 """
 
+from kubedns.dns.wire import WireError
 from kubedns.forward.forwarder import Forwarder, SelfForwardError
 from kubedns.forward.upstream import ForwardError
-from kubedns.forward.wire import WireError
 
 __all__ = ["ForwardError", "Forwarder", "SelfForwardError", "WireError"]

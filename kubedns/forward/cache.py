@@ -2,8 +2,9 @@
 
 Sans-I/O: time comes from an injected clock, so expiry is tested by moving a number. Two LRU
 stores (positive ``success`` and negative ``denial``, as CoreDNS), each bounded by
-``CacheConfig.size``. An entry keeps the upstream's bytes and the TTL of each record as clamped
-when stored; on the way out each TTL is decremented by the whole seconds the entry has aged.
+``CacheConfig.size``. An entry keeps the upstream's records as a ``Template`` with the TTL of
+each record as clamped when stored; on the way out each TTL is lowered by the whole seconds
+the entry has aged.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from cachetools import TLRUCache
 
 from kubedns import metrics
 from kubedns.config import CacheConfig
-from kubedns.forward import wire
-from kubedns.forward.wire import Message, Question
+from kubedns.dns.query import Query
+from kubedns.dns.template import Scanned, Template
+from kubedns.dns.wire import NOERROR, NXDOMAIN, SERVFAIL
 
 Kind = Literal["success", "denial"]
 Clock = Callable[[], float]
@@ -26,9 +28,8 @@ Clock = Callable[[], float]
 class CacheKey(NamedTuple):
     """What makes two queries share an answer (a tuple: hashed and compared in C).
 
-    DO and CD change what an upstream returns (signatures, unvalidated data); whether the
-    client used EDNS at all decides whether the reply may carry an OPT record (RFC 6891 7),
-    so it is part of the key too.
+    DO and CD change what an upstream returns (signatures, unvalidated data). Whether the client
+    used EDNS does not: we always ask upstreams with EDNS and write our own OPT for each client.
     """
 
     name: bytes
@@ -36,30 +37,20 @@ class CacheKey(NamedTuple):
     qclass: int
     dnssec_ok: bool
     checking_disabled: bool
-    edns: bool
 
     @classmethod
-    def from_query(cls, query: Message, question: Question) -> CacheKey:
-        return cls(
-            question.folded,
-            question.qtype,
-            question.qclass,
-            query.dnssec_ok,
-            query.checking_disabled,
-            query.has_edns,
-        )
+    def of(cls, query: Query) -> CacheKey:
+        return cls(query.folded_name, query.qtype, query.qclass, query.do, query.cd)
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """An upstream reply as stored; ``ttls`` line up with ``scanned.records``."""
+    """An upstream reply as stored; the template's TTLs are the clamped ones."""
 
-    reply: bytes
-    scanned: Message
+    template: Template
     kind: Kind
     stored_at: float
     lifetime: int
-    ttls: tuple[int, ...]
 
     @property
     def expires(self) -> float:
@@ -68,16 +59,12 @@ class Entry:
     def is_fresh(self, now: float) -> bool:
         return now < self.expires
 
-    def render(self, *, now: float, qid: int, question: Question, stale_ttl: int = 0) -> bytes:
-        """The reply for a client: its ID and letter case, TTLs aged (or ``stale_ttl``)."""
-        out = wire.to_client(self.reply, self.scanned, qid=qid, question=question)
-        if stale_ttl:
-            ttls = [stale_ttl] * len(self.ttls)
-        else:
-            aged = int(now - self.stored_at)
-            ttls = [ttl - aged for ttl in self.ttls]
-        wire.set_ttls(out, self.scanned.records, ttls)
-        return bytes(out)
+    def age(self, now: float) -> int:
+        """Whole seconds since it was stored: what every TTL is lowered by."""
+        return int(now - self.stored_at)
+
+    def served(self, now: float) -> Template:
+        return self.template.aged(seconds=self.age(now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +76,7 @@ class Lifetime:
     ttls: tuple[int, ...]
 
 
-def lifetime_of(reply: bytes, scanned: Message, config: CacheConfig) -> Lifetime | None:
+def lifetime_of(scanned: Scanned, config: CacheConfig) -> Lifetime | None:
     """The caching decision for one upstream reply, or None if it must not be cached.
 
     Positive: each TTL clamped to [min_ttl, max_ttl], fresh for the smallest. Negative
@@ -99,16 +86,15 @@ def lifetime_of(reply: bytes, scanned: Message, config: CacheConfig) -> Lifetime
     """
     if scanned.is_truncated:
         return None
-    ttls = [r.ttl for r in scanned.records]
-    if scanned.rcode == wire.SERVFAIL:
+    ttls = list(scanned.template.ttls)
+    rcode = scanned.rcode
+    if rcode == SERVFAIL:
         return _capped("denial", ttls, config.servfail_ttl)
-    answers = scanned.section(wire.SECTION_ANSWER)
-    if scanned.rcode == wire.NXDOMAIN or (scanned.rcode == wire.NOERROR and not answers):
-        negative = _negative_ttl(reply, scanned)
-        if negative is None:
+    if rcode == NXDOMAIN or (rcode == NOERROR and not scanned.template.answer_count):
+        if scanned.soa_minimum is None:
             return None
-        return _capped("denial", ttls, min(negative, config.negative_max_ttl))
-    if scanned.rcode != wire.NOERROR:
+        return _capped("denial", ttls, min(scanned.soa_minimum, config.negative_max_ttl))
+    if rcode != NOERROR:
         return None
     clamped = tuple(min(max(ttl, config.min_ttl), config.max_ttl) for ttl in ttls)
     seconds = min(clamped)
@@ -119,16 +105,6 @@ def _capped(kind: Kind, ttls: list[int], cap: int) -> Lifetime | None:
     if cap <= 0:
         return None
     return Lifetime(kind, cap, tuple(min(ttl, cap) for ttl in ttls))
-
-
-def _negative_ttl(reply: bytes, scanned: Message) -> int | None:
-    for record in scanned.section(wire.SECTION_AUTHORITY):
-        if record.rtype == wire.TYPE_SOA:
-            try:
-                return min(record.ttl, wire.soa_minimum(reply, record))
-            except wire.WireError:
-                return None  # a mangled SOA gives no TTL to trust; relay, do not cache
-    return None
 
 
 class _Store(TLRUCache[CacheKey, Entry]):
@@ -154,7 +130,6 @@ class ReplyCache:
         self._config = config
         self._clock = clock
         self._stores: dict[Kind, _Store] = {}
-        self._hits = {kind: metrics.CACHE_HITS.labels(kind) for kind in ("success", "denial")}
         if config.size > 0:
             self._stores = {
                 kind: _Store(kind, config.size, self._keep_until, clock)
@@ -167,7 +142,7 @@ class ReplyCache:
 
     def lookup(self, key: CacheKey) -> Entry | None:
         """A fresh entry, counted as a hit; otherwise None (the caller counts the miss once it
-        really goes upstream, so a fast-path probe followed by ``resolve`` counts one)."""
+        really goes upstream, so a probe followed by a forward counts one)."""
         now = self._clock()
         for store in self._stores.values():
             try:
@@ -175,7 +150,7 @@ class ReplyCache:
             except KeyError:
                 continue
             if entry.is_fresh(now):
-                self._hits[entry.kind].inc()
+                metrics.CACHE_HITS.counts[entry.kind] += 1
                 return entry
         return None
 
@@ -190,14 +165,24 @@ class ReplyCache:
                 return entry
         return None
 
-    def store(self, key: CacheKey, reply: bytes, scanned: Message) -> bool:
-        """Keep ``reply`` if the caching rules allow it; True if it was stored."""
+    def store(self, key: CacheKey, scanned: Scanned, template: Template) -> bool:
+        """Keep ``template`` (the relayable form of ``scanned``) if the caching rules allow it;
+        True if it was stored."""
         if not self._stores:
             return False
-        lifetime = lifetime_of(reply, scanned, self._config)
+        lifetime = lifetime_of(scanned, self._config)
         if lifetime is None:
             return False
-        entry = Entry(reply, scanned, lifetime.kind, self._clock(), lifetime.seconds, lifetime.ttls)
+        clamped = Template(
+            flags=template.flags,
+            ext_rcode=template.ext_rcode,
+            records=template.records,
+            counts=template.counts,
+            group=template.group,
+            ttls=lifetime.ttls,
+            ttl_at=template.ttl_at,
+        ).aged()
+        entry = Entry(clamped, lifetime.kind, self._clock(), lifetime.seconds)
         for kind, store in self._stores.items():
             if kind != entry.kind:
                 store.pop(key, None)  # a name that now exists must not stay negative

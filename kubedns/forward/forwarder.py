@@ -1,10 +1,12 @@
 """The forwarder: everything outside the cluster zone, answered from the cache or upstreams.
 
-``resolve(query) -> reply`` is the contract with the answer path: wire bytes in, wire bytes
-out, the client's ID and question letter case echoed, the upstream's answer relayed as it was
-(rcode, sections, EDNS, DO/CD; only AA cleared and TTLs aged when served from cache).
-``answer_now`` is its synchronous fast path for cache hits. Identical queries in flight share
-one upstream exchange.
+The contract with the answer path is in the codec's terms: ``lookup(query)`` answers without
+I/O (a cache entry, or a local refusal), ``forward(query)`` awaits the upstreams; both give a
+``Template`` the answer path renders for the client like any other reply (its ID, letter
+case, size limit and EDNS). The upstream's records and rcode are relayed as they were, never
+re-encoded; only AA is cleared, TTLs are aged when served from cache, and the upstream's OPT
+is replaced by ours (its options belong to its conversation with us). Identical queries in
+flight share one upstream exchange.
 
 Failure answers, decided here and nowhere else:
   * more than ``max_concurrent`` queries waiting on upstreams: REFUSED at once, as CoreDNS's
@@ -21,23 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Self
 
-import dnslib
-
 from kubedns import metrics
-from kubedns.config import MAX_UPSTREAMS, CacheConfig, ForwardConfig, HostPort
-from kubedns.forward import resolvconf, wire
-from kubedns.forward.cache import CacheKey, ReplyCache
+from kubedns.config import MAX_UPSTREAMS, CacheConfig, ForwardConfig, HostPort, RepliesConfig
+from kubedns.dns.query import Query, QueryError, build_query, parse_query, question_of
+from kubedns.dns.render import render
+from kubedns.dns.template import RR, Template, answer_records, error_template
+from kubedns.dns.wire import NOERROR, REFUSED, SERVFAIL, WireError, name_to_wire
+from kubedns.forward import resolvconf
+from kubedns.forward.cache import CacheKey, Entry, ReplyCache
 from kubedns.forward.loop import LoopGuard, probe_name
 from kubedns.forward.pool import AllUpstreamsFailedError, Pool, PoolSettings
 from kubedns.forward.stubs import StubRouter, canonical
 from kubedns.forward.upstream import ForwardError, new_id
-from kubedns.forward.wire import Message, Question
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,11 @@ class Forwarder:
         clock: Clock = time.monotonic,
         resolv_conf: Path = resolvconf.DEFAULT_RESOLV_CONF,
         never_forward: Sequence[str] = (),
+        replies: RepliesConfig | None = None,
     ) -> None:
+        replies = replies or RepliesConfig()
+        self._udp_size = replies.udp_size
+        self._rotate = replies.rotate
         self._config = forward
         self._cache_config = cache
         self._clock = clock
@@ -81,7 +88,7 @@ class Forwarder:
         # Wire-format suffixes: a name in a zone always ends with the zone's wire form, so the
         # check needs no text conversion on the hot path. (A label holding a length byte could
         # match too; refusing such a name is the safe direction.)
-        self._never = tuple(wire.name_to_wire(zone).lower() for zone in never_forward)
+        self._never = tuple(name_to_wire(zone).lower() for zone in never_forward)
         self.warnings: list[str] = []
         settings = PoolSettings(forward.policy, forward.max_fails, forward.health_check_interval)
         default = self._pool(".", self._default_upstreams(forward, resolv_conf), settings)
@@ -93,7 +100,7 @@ class Forwarder:
         self._cache = ReplyCache(cache, clock=clock)
         self._guard = LoopGuard()
         self._in_flight = 0
-        self._pending: dict[CacheKey, asyncio.Future[tuple[bytes, Message]]] = {}
+        self._pending: dict[CacheKey, asyncio.Future[Template]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- construction ---------------------------------------------------------------------
@@ -161,111 +168,105 @@ class Forwarder:
 
     # -- answering ------------------------------------------------------------------------
 
-    async def resolve(self, query: bytes, *, udp_limit: int | None = None) -> bytes:
-        """The reply to one client query (wire format in and out).
+    def lookup(self, query: Query) -> Entry | Template | None:
+        """The answer when it needs no I/O: a fresh cache entry (aged by the caller, who may
+        keep rendering it until it expires), a refusal or loop SERVFAIL; else None."""
+        if self._guard.is_active and self._guard.notice(query.qname + "."):
+            log.error("loop probe %s. came back: an upstream forwards to us", query.qname)
+            return error_template(SERVFAIL, recursion_available=True)
+        if self._is_never_forwarded(query.folded_name):
+            return error_template(REFUSED, recursion_available=True)
+        return self._cache.lookup(CacheKey.of(query))
 
-        With ``udp_limit`` (the UDP client's size: 512, or its EDNS payload size), a larger
-        reply is cut to header, question and OPT with TC set, so the client retries over TCP.
-        Without it the reply is whole, as a TCP client needs it.
-
-        Raises ``wire.WireError`` (a ``ValueError``) if ``query`` is not a standard query with
-        one question; the transport answers FORMERR or drops, as for any malformed packet.
-        """
-        scanned, question = self._check(query)
-        reply = self._answer_locally(scanned, question)
-        if reply is None:
-            reply = await self._forward(scanned, question)
-        return _fit(reply, udp_limit)
-
-    def answer_now(self, query: bytes, *, udp_limit: int | None = None) -> bytes | None:
-        """The reply if it needs no I/O (cache hit, refused name), else None: call ``resolve``.
-
-        Synchronous, so a UDP transport can answer cache hits inside ``datagram_received``
-        without creating a task per query. Raises ``wire.WireError`` as ``resolve`` does.
-        """
-        scanned, question = self._check(query)
-        reply = self._answer_locally(scanned, question)
-        return None if reply is None else _fit(reply, udp_limit)
-
-    def _check(self, query: bytes) -> tuple[Message, Question]:
-        scanned = wire.scan(query)
-        question = scanned.question
-        if question is None or scanned.is_response or scanned.opcode != 0:
-            raise wire.WireError("not a standard query with one question")
-        return scanned, question
-
-    def _answer_locally(self, scanned: Message, question: Question) -> bytes | None:
-        if self._guard.is_active and self._guard.notice(question.to_text()):
-            log.error("loop probe %s came back: an upstream forwards to us", question.to_text())
-            return wire.error_reply(scanned, rcode=wire.SERVFAIL)
-        if self._is_never_forwarded(question.folded):
-            return wire.error_reply(scanned, rcode=wire.REFUSED)
-        entry = self._cache.lookup(CacheKey.from_query(scanned, question))
-        if entry is None:
-            return None
-        return entry.render(now=self._clock(), qid=scanned.id, question=question)
-
-    async def _forward(self, scanned: Message, question: Question) -> bytes:
-        metrics.CACHE_MISSES.inc()  # counted here, not in lookup: answer_now may run first
-        key = CacheKey.from_query(scanned, question)
+    async def forward(self, query: Query) -> Template:
+        """The upstreams' answer to ``query`` (after ``lookup`` found none), as relayed: the
+        upstream's records and rcode, our own EDNS, AA cleared."""
+        metrics.CACHE_MISSES.inc()  # counted here, not in lookup: every miss comes here once
+        key = CacheKey.of(query)
         shared = self._pending.get(key)
         try:
             if shared is not None:
                 # shield: a follower giving up must not cancel the answer others wait for.
-                reply, replied = await asyncio.shield(shared)
-            elif self._in_flight >= self._config.max_concurrent:
+                return await asyncio.shield(shared)
+            if self._in_flight >= self._config.max_concurrent:
                 metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
-                return wire.error_reply(scanned, rcode=wire.REFUSED)
-            else:
-                reply, replied = await self._lead(scanned, question, key)
+                return error_template(REFUSED, recursion_available=True)
+            return await self._lead(query, key)
         except AllUpstreamsFailedError as exc:
             log.info("%s", exc)
-            return self._fail(scanned, question, key)
-        return bytes(wire.to_client(reply, replied, qid=scanned.id, question=question))
+            return self._fail(key)
 
-    async def _lead(
-        self, scanned: Message, question: Question, key: CacheKey
-    ) -> tuple[bytes, Message]:
+    async def resolve(self, data: bytes, *, udp_limit: int | None = None) -> bytes:
+        """The reply to one client query in wire format, for callers holding bytes (tests,
+        tools); the server's answer path calls ``lookup`` and ``forward`` with its parsed query.
+
+        With ``udp_limit`` the reply is sized for a UDP client of that size, without it for
+        TCP. Raises ``WireError`` (a ``ValueError``) if ``data`` is not a standard query.
+        """
+        query = self._parse(data, udp_limit)
+        found = self.lookup(query)
+        template = self._now(found) if found is not None else await self.forward(query)
+        return render(template, query, udp_size=self._udp_size)
+
+    def answer_now(self, data: bytes, *, udp_limit: int | None = None) -> bytes | None:
+        """``resolve`` without I/O: the reply for a cache hit or a refused name, else None."""
+        query = self._parse(data, udp_limit)
+        found = self.lookup(query)
+        return None if found is None else render(self._now(found), query, udp_size=self._udp_size)
+
+    def _parse(self, data: bytes, udp_limit: int | None) -> Query:
+        try:
+            query = parse_query(data, tcp=udp_limit is None, udp_size=udp_limit or self._udp_size)
+        except QueryError as exc:
+            raise WireError(f"not a standard query with one question ({exc})") from exc
+        if query is None:
+            raise WireError("not a query")
+        return query
+
+    def _now(self, found: Entry | Template) -> Template:
+        return found.served(self._clock()) if isinstance(found, Entry) else found
+
+    async def _lead(self, query: Query, key: CacheKey) -> Template:
         """Ask the upstreams once for everyone who asks the same question meanwhile.
 
         Coalescing (as dnsmasq does) keeps a burst of identical queries, such as many pods
         starting at once, from becoming a burst of identical upstream queries. Only the leader
         holds a ``max_concurrent`` slot: followers cost no upstream traffic.
         """
-        shared: asyncio.Future[tuple[bytes, Message]] = asyncio.get_running_loop().create_future()
+        shared: asyncio.Future[Template] = asyncio.get_running_loop().create_future()
         self._pending[key] = shared
-        pool = self._router.route(question.to_text())
+        pool = self._router.route(query.qname)
         deadline = asyncio.get_running_loop().time() + self._config.timeout
         self._in_flight += 1
         try:
-            result = await pool.exchange(
-                question,
-                lambda qid: wire.build_query(question, qid=qid, template=scanned),
+            scanned = await pool.exchange(
+                query.question,
+                lambda qid: build_query(
+                    query.question, qid=qid, do=query.do, cd=query.cd, udp_size=self._udp_size
+                ),
                 deadline=deadline,
             )
         except BaseException as exc:
             if not isinstance(exc, AllUpstreamsFailedError):
-                exc = AllUpstreamsFailedError(f"{question.to_text()}: abandoned ({exc!r})")
+                exc = AllUpstreamsFailedError(f"{query.qname}.: abandoned ({exc!r})")
             shared.set_exception(exc)
             shared.exception()  # retrieved: there may be no follower to do it
             raise
         finally:
             self._in_flight -= 1
             del self._pending[key]
-        shared.set_result(result)
-        self._cache.store(key, *result)
-        return result
+        template = scanned.template
+        if not self._rotate:
+            template = replace(template, group=(0, 0))
+        shared.set_result(template)
+        self._cache.store(key, scanned, template)
+        return template
 
-    def _fail(self, scanned: Message, question: Question, key: CacheKey) -> bytes:
+    def _fail(self, key: CacheKey) -> Template:
         stale = self._cache.stale(key)
         if stale is not None:
-            return stale.render(
-                now=self._clock(),
-                qid=scanned.id,
-                question=question,
-                stale_ttl=self._cache_config.stale_answer_ttl,
-            )
-        return wire.error_reply(scanned, rcode=wire.SERVFAIL)
+            return stale.template.aged(fixed=self._cache_config.stale_answer_ttl)
+        return error_template(SERVFAIL, recursion_available=True)
 
     def _is_never_forwarded(self, folded: bytes) -> bool:
         return any(folded.endswith(zone) for zone in self._never)
@@ -275,19 +276,24 @@ class Forwarder:
         """Client queries waiting on upstreams right now."""
         return self._in_flight
 
-    async def resolve_addresses(self, name: str, qtype: int) -> list[dnslib.RR]:
+    async def resolve_addresses(self, name: str, qtype: int) -> list[RR]:
         """The answer section for ``name``/``qtype`` through cache, stub domains and upstreams.
 
         For chasing an ExternalName target: the CNAME chain the upstream gave, if any, then the
         A/AAAA records, with TTLs as served. Empty when the name does not resolve (NXDOMAIN,
-        NODATA, SERVFAIL): the caller still answers with its CNAME, as CoreDNS does.
+        NODATA, SERVFAIL) or its answer cannot be read: the caller still answers with its
+        CNAME, as CoreDNS does.
         """
-        question = Question(wire.name_to_wire(name), qtype, wire.CLASS_IN)
-        query = struct.pack("!HHHHHH", new_id(), 0x0100, 1, 0, 0, 0) + question.to_wire()
-        reply = dnslib.DNSRecord.parse(await self.resolve(query))
-        if reply.header.rcode != wire.NOERROR:
+        question = question_of(name, qtype)
+        query = self._parse(build_query(question, qid=new_id()), None)
+        found = self.lookup(query)
+        template = self._now(found) if found is not None else await self.forward(query)
+        if template.rcode != NOERROR:
             return []
-        return list(reply.rr)
+        try:
+            return answer_records(template, question)
+        except WireError:
+            return []
 
     # -- loop detection -------------------------------------------------------------------
 
@@ -301,14 +307,12 @@ class Forwarder:
         looped = False
         for pool in self._router.pools():
             name = probe_name()
-            question = Question(wire.name_to_wire(name), _TYPE_HINFO, wire.CLASS_IN)
-            query = struct.pack("!HHHHHH", 0, 0x0100, 1, 0, 0, 0) + question.to_wire()
-            template = wire.scan(query)
+            question = question_of(name, _TYPE_HINFO)
             self._guard.expect(name)
             try:
                 await pool.exchange(
                     question,
-                    lambda qid: wire.build_query(question, qid=qid, template=template),  # noqa: B023
+                    lambda qid: build_query(question, qid=qid),  # noqa: B023
                     deadline=asyncio.get_running_loop().time() + timeout,
                 )
             except AllUpstreamsFailedError:
@@ -327,9 +331,3 @@ class Forwarder:
                 )
         metrics.FORWARD_LOOP_DETECTED.set(int(looped))
         return looped
-
-
-def _fit(reply: bytes, udp_limit: int | None) -> bytes:
-    if udp_limit is not None and len(reply) > udp_limit:
-        return wire.fit_udp(reply, wire.scan(reply), limit=udp_limit)
-    return reply

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from kubedns import metrics
 from kubedns.config import ForwardPolicy, HostPort
-from kubedns.forward import wire
+from kubedns.dns.template import Scanned
+from kubedns.dns.wire import REFUSED, SERVFAIL, wire_to_text
 from kubedns.forward.upstream import ForwardError, Upstream, UpstreamError, new_id, reply_check
-from kubedns.forward.wire import Message, Question
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ MIN_ATTEMPT_TIMEOUT = 0.5
 """Seconds an attempt gets at least (if the deadline allows): splitting a 5 s deadline over
 15 upstreams must not leave each less than a plausible round trip to a distant resolver."""
 
-_RETRY_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED})
+_RETRY_RCODES = frozenset({SERVFAIL, REFUSED})
 
 
 class AllUpstreamsFailedError(ForwardError):
@@ -73,15 +73,15 @@ class Pool:
         return ordered
 
     async def exchange(
-        self, question: Question, build: Callable[[int], bytes], *, deadline: float
-    ) -> tuple[bytes, Message]:
+        self, question: bytes, build: Callable[[int], bytes], *, deadline: float
+    ) -> Scanned:
         """Ask upstreams in turn until one gives a usable reply or ``deadline`` (loop time).
 
         ``build(qid)`` makes the query bytes for a fresh ID; every attempt gets its own ID.
         """
         loop = asyncio.get_running_loop()
         candidates = self.order()
-        fallback: tuple[bytes, Message] | None = None
+        fallback: Scanned | None = None
         errors: list[str] = []
         for index, upstream in enumerate(candidates):
             remaining = deadline - loop.time()
@@ -96,13 +96,14 @@ class Pool:
             except UpstreamError as exc:
                 errors.append(str(exc))
                 continue
-            if reply[1].rcode not in _RETRY_RCODES:
+            if reply.rcode not in _RETRY_RCODES:
                 return reply
             fallback = reply
         if fallback is not None:
             return fallback
         raise AllUpstreamsFailedError(
-            f"{question.to_text()} via pool {self.name}: " + ("; ".join(errors) or "deadline")
+            f"{wire_to_text(question[:-4]) or '.'} via pool {self.name}: "
+            + ("; ".join(errors) or "deadline")
         )
 
     async def watch_health(self) -> None:

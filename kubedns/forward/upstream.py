@@ -18,12 +18,13 @@ from contextlib import suppress
 
 from kubedns import metrics
 from kubedns.config import HostPort
-from kubedns.forward import wire
-from kubedns.forward.wire import Message, Question
+from kubedns.dns.query import build_query, same_question
+from kubedns.dns.template import Scanned, scan
+from kubedns.dns.wire import CLASS_IN, TYPE_CLASS, TYPE_NS, WireError, rcode_name
 
 log = logging.getLogger(__name__)
 
-PROBE_QUESTION = Question(b"\x00", wire.TYPE_NS, wire.CLASS_IN)
+PROBE_QUESTION = b"\x00" + TYPE_CLASS.pack(TYPE_NS, CLASS_IN)
 """``. IN NS``, what CoreDNS probes with: any upstream can answer it (even REFUSED counts)."""
 
 
@@ -40,7 +41,7 @@ class UpstreamError(ForwardError):
         self.reason = reason
 
 
-Accept = Callable[[bytes], Message | None]
+Accept = Callable[[bytes], Scanned | None]
 
 
 def new_id() -> int:
@@ -48,16 +49,22 @@ def new_id() -> int:
     return secrets.randbelow(0x10000)
 
 
-def reply_check(qid: int, question: Question, *, on_garbage: Callable[[], None]) -> Accept:
-    """A filter that returns the scanned reply to our query and None for anything else."""
+def reply_check(qid: int, question: bytes, *, on_garbage: Callable[[], None]) -> Accept:
+    """A filter that returns the scanned reply to our query and None for anything else (a
+    wrong ID or question, not a response, unparseable): garbage or spoofing, ignored."""
 
-    def accept(data: bytes) -> Message | None:
+    def accept(data: bytes) -> Scanned | None:
         try:
-            scanned = wire.scan(data)
-        except wire.WireError:
+            scanned = scan(data)
+        except WireError:
             on_garbage()
             return None
-        if not wire.is_reply_to(scanned, qid=qid, question=question):
+        if (
+            scanned.id != qid
+            or not scanned.is_response
+            or scanned.opcode != 0
+            or not same_question(question, scanned.question)
+        ):
             on_garbage()
             return None
         return scanned
@@ -68,7 +75,7 @@ def reply_check(qid: int, question: Question, *, on_garbage: Callable[[], None])
 class _UDPExchange(asyncio.DatagramProtocol):
     """Waits for the first datagram that ``accept`` takes; ICMP errors end the wait."""
 
-    def __init__(self, accept: Accept, done: asyncio.Future[tuple[bytes, Message]]) -> None:
+    def __init__(self, accept: Accept, done: asyncio.Future[Scanned]) -> None:
         self._accept = accept
         self._done = done
 
@@ -77,7 +84,7 @@ class _UDPExchange(asyncio.DatagramProtocol):
             return
         scanned = self._accept(data)
         if scanned is not None:
-            self._done.set_result((data, scanned))
+            self._done.set_result(scanned)
 
     def error_received(self, exc: Exception) -> None:
         # ECONNREFUSED from an ICMP port unreachable: nobody listens there, fail fast.
@@ -106,16 +113,14 @@ class Upstream:
     def __repr__(self) -> str:
         return f"Upstream({self.label}, fails={self.fails})"
 
-    async def exchange(
-        self, query: bytes, accept: Accept, *, timeout: float
-    ) -> tuple[bytes, Message]:
+    async def exchange(self, query: bytes, accept: Accept, *, timeout: float) -> Scanned:
         """Send ``query``; UDP first, TCP when truncated. Updates health; raises UpstreamError."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                reply, scanned = await self._udp(query, accept)
+                scanned = await self._udp(query, accept)
                 if scanned.is_truncated:
-                    reply, scanned = await self._tcp(query, accept)
+                    scanned = await self._tcp(query, accept)
         except TimeoutError:
             raise self._failed("timeout", f"no valid reply within {timeout:.3f}s") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
@@ -123,11 +128,11 @@ class Upstream:
                 "refused" if isinstance(exc, ConnectionRefusedError) else "error",
                 str(exc) or type(exc).__name__,
             ) from exc
-        rcode = wire.rcode_name(scanned.rcode)
+        rcode = rcode_name(scanned.rcode)
         metrics.FORWARD_RESPONSES.labels(self.label, rcode).inc()
         metrics.FORWARD_DURATION.labels(self.label, rcode).observe(time.monotonic() - started)
         self.mark_alive()
-        return reply, scanned
+        return scanned
 
     def mark_alive(self) -> None:
         if self.is_down:
@@ -148,10 +153,10 @@ class Upstream:
     def garbage(self) -> None:
         metrics.FORWARD_GARBAGE.labels(self.label).inc()
 
-    async def _udp(self, query: bytes, accept: Accept) -> tuple[bytes, Message]:
+    async def _udp(self, query: bytes, accept: Accept) -> Scanned:
         metrics.FORWARD_REQUESTS.labels(self.label, "udp").inc()
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[tuple[bytes, Message]] = loop.create_future()
+        done: asyncio.Future[Scanned] = loop.create_future()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _UDPExchange(accept, done),
             remote_addr=(self.address.host, self.address.port),
@@ -162,7 +167,7 @@ class Upstream:
         finally:
             transport.close()
 
-    async def _tcp(self, query: bytes, accept: Accept) -> tuple[bytes, Message]:
+    async def _tcp(self, query: bytes, accept: Accept) -> Scanned:
         metrics.FORWARD_REQUESTS.labels(self.label, "tcp").inc()
         reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
         try:
@@ -173,7 +178,7 @@ class Upstream:
                 data = await reader.readexactly(size)
                 scanned = accept(data)
                 if scanned is not None:
-                    return data, scanned
+                    return scanned
         finally:
             writer.close()
             with suppress(OSError):
@@ -182,7 +187,7 @@ class Upstream:
     async def probe(self, *, timeout: float) -> bool:
         """One health probe (``. IN NS`` over UDP, no recursion). True if it answered."""
         qid = new_id()
-        query = wire.build_probe(PROBE_QUESTION, qid=qid)
+        query = build_query(PROBE_QUESTION, qid=qid, recursion=False)
         accept = reply_check(qid, PROBE_QUESTION, on_garbage=self.garbage)
         try:
             async with asyncio.timeout(timeout):

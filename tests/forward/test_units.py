@@ -10,7 +10,11 @@ import dns.rrset
 import pytest
 
 from kubedns.config import CacheConfig, HostPort, parse_host_port
-from kubedns.forward import Forwarder, ForwardError, wire
+from kubedns.dns import wire
+from kubedns.dns.query import parse_query
+from kubedns.dns.render import render
+from kubedns.dns.template import error_template, scan
+from kubedns.forward import Forwarder, ForwardError
 from kubedns.forward.cache import lifetime_of
 from kubedns.forward.loop import LoopGuard, probe_name
 from kubedns.forward.resolvconf import ResolvConfError, is_self, nameservers
@@ -118,28 +122,34 @@ def test_loop_guard_notices_only_pending_probes() -> None:
 )
 def test_scan_rejects_short_and_malformed_messages(data: bytes) -> None:
     with pytest.raises(wire.WireError):
-        wire.scan(data)
+        scan(data)
 
 
 def test_scan_rejects_record_running_past_the_end() -> None:
     reply = dns.message.make_response(dns.message.make_query("a.test.", "A"))
     reply.answer.append(dns.rrset.from_text("a.test.", 60, "IN", "A", "192.0.2.1"))
     data = reply.to_wire()
-    wire.scan(data)
+    scan(data)
     with pytest.raises(wire.WireError):
-        wire.scan(data[:-1])
+        scan(data[:-1])
 
 
-def test_fit_udp_keeps_question_and_opt_and_sets_tc() -> None:
-    query = dns.message.make_query("a.test.", "TXT", use_edns=0)
+def test_relayed_reply_that_does_not_fit_keeps_question_and_opt_and_sets_tc() -> None:
+    query = dns.message.make_query("a.test.", "TXT", use_edns=0, payload=512)
     reply = dns.message.make_response(query)
-    reply.answer.append(dns.rrset.from_text("a.test.", 60, "IN", "TXT", '"' + "x" * 250 + '"'))
-    data = reply.to_wire()
-    fitted = wire.fit_udp(data, wire.scan(data), limit=100)
-    parsed = dns.message.from_wire(fitted)
-    assert parsed.flags & 0x0200 and not parsed.answer
-    assert parsed.question == reply.question and parsed.edns == 0
-    assert wire.fit_udp(data, wire.scan(data), limit=1232) == data
+    for i in range(3):
+        text = '"' + str(i) * 250 + '"'
+        reply.answer.append(dns.rrset.from_text("a.test.", 60, "IN", "TXT", text))
+    template = scan(reply.to_wire(max_size=65535)).template
+    parsed_query = parse_query(query.to_wire())
+    assert parsed_query is not None
+    fitted = dns.message.from_wire(render(template, parsed_query, udp_size=1232))
+    assert fitted.flags & 0x0200 and len(fitted.answer[0]) == 1  # whole records that fit
+    assert fitted.question == reply.question and fitted.edns == 0
+    over_tcp = parse_query(query.to_wire(), tcp=True)
+    assert over_tcp is not None
+    whole = dns.message.from_wire(render(template, over_tcp, udp_size=1232))
+    assert not whole.flags & 0x0200 and len(whole.answer[0]) == 3
 
 
 def _negative(rcode: int, soa_ttl: int, minimum: int) -> bytes:
@@ -164,7 +174,7 @@ def test_negative_lifetime_rfc2308(
     rcode: int, soa_ttl: int, minimum: int, cap: int, expected: int | None
 ) -> None:
     data = _negative(rcode, soa_ttl, minimum)
-    lifetime = lifetime_of(data, wire.scan(data), CacheConfig(negative_max_ttl=cap))
+    lifetime = lifetime_of(scan(data), CacheConfig(negative_max_ttl=cap))
     assert (lifetime.seconds if lifetime else None) == expected
 
 
@@ -174,13 +184,15 @@ def test_negative_without_soa_and_refused_are_not_cached() -> None:
         reply = dns.message.make_response(query)
         reply.set_rcode(dns.rcode.Rcode(rcode))
         data = reply.to_wire()
-        assert lifetime_of(data, wire.scan(data), CacheConfig()) is None
+        assert lifetime_of(scan(data), CacheConfig()) is None
 
 
 def test_error_reply_echoes_id_question_and_edns() -> None:
     query = dns.message.make_query("MiXeD.test.", "AAAA", use_edns=0)
     query.flags |= 0x0010  # CD
-    data = wire.error_reply(wire.scan(query.to_wire()), rcode=wire.SERVFAIL)
+    parsed = parse_query(query.to_wire())
+    assert parsed is not None
+    data = render(error_template(wire.SERVFAIL, recursion_available=True), parsed, udp_size=1232)
     reply = dns.message.from_wire(data)
     assert reply.id == query.id and reply.rcode() == 2 and reply.edns == 0
     assert reply.flags & 0x0010

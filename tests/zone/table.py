@@ -46,7 +46,12 @@ def check(row: Row, reply: Reply, *, zone: str = "cluster.local.", negative_ttl:
     assert reply.answer == sorted(row.answer)
     assert reply.counts.an == len(reply.answer), "duplicate records in the answer section"
     if row.additional is not None:
-        assert reply.additional == sorted(row.additional)
+        if len(reply.raw) > 512 - 40:
+            # Near the 512-byte limit of plain UDP an optional additional record may be left
+            # out (RFC 2181 9, no TC); what is there must be right, and TCP carries it all.
+            assert set(reply.additional) <= set(row.additional)
+        else:
+            assert reply.additional == sorted(row.additional)
         assert reply.counts.ar == len(reply.additional) + (1 if reply.msg.edns >= 0 else 0)
     if row.authority is None:
         assert reply.msg.authority == []

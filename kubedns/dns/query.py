@@ -1,0 +1,313 @@
+"""A client's query, parsed once (RFC 1035, RFC 6891) into the value every stage reads.
+
+``parse_query`` is strict where a lenient reading could make two stages disagree: one
+question, labels only (no pointers in a query's name), at most one OPT and only in the
+additional section, owned by the root, with options that end exactly where its RDATA does.
+Anything else is a ``QueryError`` carrying the rcode the client should see; a packet that
+deserves no answer at all (a response, a runt) gives None.
+
+``cache_key`` is the hot path's cheap look at the same packet: the case-folded question plus
+only what shapes the reply (RD, CD, EDNS, DO and the size limit), never the message ID, the
+name's letter case or EDNS options we ignore (padding, cookies), so those cannot defeat the
+reply cache or grow it. It returns None for anything unusual, which then takes the full path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubedns.dns.wire import (
+    CD,
+    EDNS_DO,
+    FORMERR,
+    HEADER,
+    HEADER_SIZE,
+    MAX_NAME,
+    MIN_UDP_PAYLOAD,
+    NOTIMP,
+    OPCODE_MASK,
+    QR,
+    RD,
+    RR_HEADER,
+    TCP_LIMIT,
+    TYPE_CLASS,
+    TYPE_OPT,
+    WireError,
+    name_to_wire,
+    skip_name,
+    wire_to_text,
+)
+
+DEFAULT_UDP_SIZE = 1232
+"""DNS Flag Day 2020: the largest UDP reply that avoids IP fragmentation on common paths."""
+
+_SHAPE_RD, _SHAPE_CD, _SHAPE_EDNS, _SHAPE_DO, _SHAPE_TCP = 1, 2, 4, 8, 16
+_PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    """The client's OPT record, as far as it shapes our reply."""
+
+    payload: int
+    """The client's UDP payload size as sent (RFC 6891 6.2.5 treats below 512 as 512)."""
+    version: int
+    do: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One standard query, as every stage after the transport sees it."""
+
+    id: int
+    flags: int
+    question: bytes
+    """Name, type and class exactly as sent: the reply echoes it, letter case included."""
+    qname: str
+    """Lowercase presentation form without the trailing dot; the root is ``""``."""
+    qtype: int
+    qclass: int
+    edns: Edns | None
+    limit: int
+    """The largest reply this client may get: 65535 over TCP, else the smaller of its EDNS
+    payload size (at least 512) and our UDP size, 512 without EDNS."""
+    key: bytes | None
+    """The reply-cache key (see ``cache_key``); None when the packet's shape is unusual."""
+    tcp: bool = False
+
+    @property
+    def qname_wire(self) -> bytes:
+        return self.question[:-4]
+
+    @property
+    def folded_name(self) -> bytes:
+        """The wire name case-folded (ASCII only, as DNS compares names; RFC 4343)."""
+        return self.question[:-4].lower()
+
+    @property
+    def do(self) -> bool:
+        return self.edns is not None and self.edns.do
+
+    @property
+    def cd(self) -> bool:
+        return bool(self.flags & CD)
+
+
+class QueryError(Exception):
+    """A packet that gets an error reply with ``rcode``; carries what could be parsed."""
+
+    def __init__(
+        self, rcode: int, *, id: int, flags: int, question: bytes = b"", edns: Edns | None = None
+    ) -> None:
+        super().__init__(f"rcode {rcode}")
+        self.rcode = rcode
+        self.id = id
+        self.flags = flags
+        self.question = question
+        """The question (name, type, class) when it parsed, else empty."""
+        self.edns = edns
+        """The query's OPT when it was sound enough to read (RFC 6891 6.1.1: an OPT in the
+        request means an OPT in the response, errors included)."""
+
+
+def cache_key(data: bytes, *, tcp: bool, udp_size: int) -> tuple[bytes, int] | None:
+    """The reply-cache key of a plain query and the offset where its question ends, or None.
+
+    Plain means: a query (QR 0, opcode 0) with one question, no answer or authority records,
+    and nothing in the additional section but one valid version-0 OPT. The key is the
+    lowercased name, the type and class as sent, one byte of shape and two of size limit.
+    """
+    if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
+        return None
+    pos = HEADER_SIZE
+    size = len(data)
+    while True:
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+        if pos >= size:
+            return None
+    name_end = pos + 1
+    end = name_end + 4
+    if name_end - HEADER_SIZE > MAX_NAME or end > size:
+        return None
+    shape = (data[2] & 1) | (_SHAPE_CD if data[3] & 0x10 else 0)
+    arcount = data[10] << 8 | data[11]
+    if arcount == 0 and end == size:
+        limit = TCP_LIMIT if tcp else MIN_UDP_PAYLOAD
+    elif arcount == 1:
+        payload = _plain_opt(data, end, size)
+        if payload < 0:
+            return None
+        shape |= _SHAPE_EDNS | (_SHAPE_DO if data[end + 7] & 0x80 else 0)
+        limit = TCP_LIMIT if tcp else max(MIN_UDP_PAYLOAD, min(payload, udp_size))
+    else:
+        return None
+    if tcp:
+        shape |= _SHAPE_TCP
+    key = data[HEADER_SIZE:name_end].lower() + data[name_end:end]
+    return key + bytes((shape, limit >> 8, limit & 0xFF)), end
+
+
+def _plain_opt(data: bytes, pos: int, size: int) -> int:
+    """The payload size of a sound version-0 OPT filling the packet from ``pos``, else -1."""
+    if pos + 11 > size or data[pos] != 0 or data[pos + 1 : pos + 3] != b"\x00\x29":
+        return -1
+    if data[pos + 6]:  # EDNS version: anything but 0 gets BADVERS on the full path
+        return -1
+    end = pos + 11 + (data[pos + 9] << 8 | data[pos + 10])
+    if end != size:
+        return -1
+    option = pos + 11
+    while option < end:
+        option += 4 + (data[option + 2] << 8 | data[option + 3]) if option + 4 <= end else end + 1
+    if option != end:
+        return -1
+    return data[pos + 3] << 8 | data[pos + 4]
+
+
+def parse_query(
+    data: bytes, *, tcp: bool = False, udp_size: int = DEFAULT_UDP_SIZE
+) -> Query | None:
+    """A well-formed standard query, or None to drop the packet silently.
+
+    Raises ``QueryError`` for packets that get an error reply: FORMERR for malformed ones
+    (including a question count other than one and a misplaced, repeated or overrun OPT),
+    NOTIMP for opcodes other than QUERY.
+    """
+    if len(data) < HEADER_SIZE:
+        return None  # too short to even carry an ID to answer to
+    data = bytes(data)
+    msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & QR:
+        return None  # a response: answering it could start a reflection loop
+    question_end = _question_end(data) if qdcount == 1 else -1
+    question = data[HEADER_SIZE:question_end] if question_end > 0 else b""
+    edns: Edns | None = None
+    malformed = not question
+    if question:
+        try:
+            edns = _find_edns(data, question_end, ancount + nscount, arcount)
+        except WireError:
+            malformed = True
+    if flags & OPCODE_MASK:
+        raise QueryError(NOTIMP, id=msg_id, flags=flags, question=question, edns=edns)
+    if malformed:
+        raise QueryError(FORMERR, id=msg_id, flags=flags, question=question)
+    qtype, qclass = TYPE_CLASS.unpack_from(data, question_end - 4)
+    if tcp:
+        limit = TCP_LIMIT
+    elif edns is None:
+        limit = MIN_UDP_PAYLOAD
+    else:
+        limit = max(MIN_UDP_PAYLOAD, min(edns.payload, udp_size))
+    found = cache_key(data, tcp=tcp, udp_size=udp_size)
+    return Query(
+        id=msg_id,
+        flags=flags,
+        question=question,
+        qname=wire_to_text(question[:-4]),
+        qtype=qtype,
+        qclass=qclass,
+        edns=edns,
+        limit=limit,
+        key=found[0] if found else None,
+        tcp=tcp,
+    )
+
+
+def _question_end(data: bytes) -> int:
+    """Offset just past the question's type and class, or -1 when it is malformed."""
+    pos = HEADER_SIZE
+    size = len(data)
+    while True:
+        if pos >= size:
+            return -1
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63:  # a pointer or reserved label type: nothing earlier to point to
+            return -1
+        pos += length + 1
+    if pos + 1 - HEADER_SIZE > MAX_NAME:
+        return -1
+    end = pos + 5
+    return end if end <= size else -1
+
+
+def _find_edns(data: bytes, pos: int, skip: int, arcount: int) -> Edns | None:
+    """Walk the remaining sections and return the single OPT record, if any (RFC 6891 6.1.1:
+    one OPT, in the additional section, owned by the root, its options within its RDATA)."""
+    for _ in range(skip):
+        pos, rtype, _rclass, _ttl, _rdata = _read_record(data, pos)
+        if rtype == TYPE_OPT:
+            raise WireError("OPT outside the additional section")
+    edns = None
+    for _ in range(arcount):
+        start = pos
+        pos, rtype, rclass, ttl, rdata = _read_record(data, pos)
+        if rtype != TYPE_OPT:
+            continue
+        if edns is not None or data[start] != 0:
+            raise WireError("a second OPT record, or one not owned by the root")
+        _check_options(data, rdata, pos)
+        edns = Edns(payload=rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & EDNS_DO))
+    return edns
+
+
+def _check_options(data: bytes, pos: int, end: int) -> None:
+    while pos < end:
+        if pos + 4 > end:
+            raise WireError("EDNS option header overruns the OPT record")
+        pos += 4 + (data[pos + 2] << 8 | data[pos + 3])
+    if pos != end:
+        raise WireError("EDNS option length overruns the OPT record")
+
+
+def _read_record(data: bytes, pos: int) -> tuple[int, int, int, int, int]:
+    """(end, type, class, TTL, RDATA start) of the record at ``pos``."""
+    pos = skip_name(data, pos)
+    if pos + RR_HEADER.size > len(data):
+        raise WireError("record header past the end")
+    rtype, rclass, ttl, rdlength = RR_HEADER.unpack_from(data, pos)
+    rdata = pos + RR_HEADER.size
+    end = rdata + rdlength
+    if end > len(data):
+        raise WireError("rdata past the end")
+    return end, rtype, rclass, ttl, rdata
+
+
+def build_query(
+    question: bytes,
+    *,
+    qid: int,
+    recursion: bool = True,
+    do: bool = False,
+    cd: bool = False,
+    udp_size: int = 0,
+) -> bytes:
+    """A query for ``question`` (name, type, class in wire form) with our ID: RD as asked, CD
+    and DO mirrored from the client, and an OPT advertising ``udp_size`` unless it is 0."""
+    flags = (RD if recursion else 0) | (CD if cd else 0)
+    if not udp_size:
+        return HEADER.pack(qid, flags, 1, 0, 0, 0) + question
+    opt = b"\x00" + RR_HEADER.pack(TYPE_OPT, udp_size, EDNS_DO if do else 0, 0)
+    return HEADER.pack(qid, flags, 1, 0, 0, 1) + question + opt
+
+
+def same_question(ours: bytes, theirs: bytes | None) -> bool:
+    """The same question up to the name's letter case (upstreams may randomise it, 0x20)."""
+    return (
+        theirs is not None
+        and len(ours) == len(theirs)
+        and ours[-4:] == theirs[-4:]
+        and ours[:-4].lower() == theirs[:-4].lower()
+    )
+
+
+def question_of(name: str, qtype: int, qclass: int = 1) -> bytes:
+    """A question in wire form for a name in presentation form."""
+    return name_to_wire(name) + TYPE_CLASS.pack(qtype, qclass)
