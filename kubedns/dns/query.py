@@ -184,7 +184,10 @@ def parse_query(
     msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     if flags & QR:
         return None  # a response: answering it could start a reflection loop
-    question_end = _question_end(data) if qdcount == 1 else -1
+    found = cache_key(data, tcp=tcp, udp_size=udp_size)
+    question_end = _question_end(data) if found is None and qdcount == 1 else -1
+    if found is not None:
+        question_end = found[1]
     question = data[HEADER_SIZE:question_end] if question_end > 0 else b""
     edns: Edns | None = None
     malformed = not question
@@ -204,7 +207,6 @@ def parse_query(
         limit = MIN_UDP_PAYLOAD
     else:
         limit = max(MIN_UDP_PAYLOAD, min(edns.payload, udp_size))
-    found = cache_key(data, tcp=tcp, udp_size=udp_size)
     return Query(
         id=msg_id,
         flags=flags,

@@ -49,6 +49,9 @@ from kubedns.dns.wire import (
 )
 
 TYPE_TXT, TYPE_SRV = 16, 33
+MAX_SUFFIX_LABELS = 40
+"""Question suffixes offered for compression: more labels than any name the cluster zone or
+the reverse zones own (an ip6.arpa name has 34)."""
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _SRV_FIXED = struct.Struct("!HHH")
@@ -195,11 +198,21 @@ class _Encoder:
     and the question), compressing names against what was written before."""
 
     def __init__(self, question: bytes) -> None:
-        self.offsets: dict[str, int] = {}
+        starts = []
         pos = 0
         while question[pos]:
-            self.offsets[wire_to_text(question[pos:])] = HEADER_SIZE + pos
+            starts.append(pos)
             pos += question[pos] + 1
+        text = wire_to_text(question[: pos + 1])
+        # Every suffix of up to MAX_SUFFIX_LABELS labels, and the whole name: deeper suffixes
+        # of a long name can never equal a name we write, and mapping all 127 suffixes of a
+        # hostile name would cost time quadratic in its length. (Escaped labels hold dots.)
+        self.offsets: dict[str, int] = {}
+        if starts and "\\" not in text:
+            # Without escapes, label i starts at the same index in the text as in the wire.
+            self.offsets[text] = HEADER_SIZE
+            for start in starts[-MAX_SUFFIX_LABELS:]:
+                self.offsets[text[start:]] = HEADER_SIZE + start
         self.position = HEADER_SIZE + len(question)
 
     def record(self, rr: RR, *, register: bool) -> bytes:

@@ -69,6 +69,20 @@ def wire_to_text(name: bytes) -> str:
     root is ``""``). A dot or backslash inside a label is escaped (RFC 4343), so ``web\\.shop``
     stays one label and can never match the two-label ``web.shop``; other bytes pass as
     latin-1, so no input can fail to convert."""
+    if b"." in name or b"\\" in name:
+        return _escaped_text(name)
+    # No byte needs escaping: overwrite each length byte with a dot and decode once, rather
+    # than slicing and decoding label by label (a 127-label name costs 127 of those).
+    out = bytearray(name)
+    pos = 0
+    while out[pos]:
+        length = out[pos]
+        out[pos] = 0x2E
+        pos += length + 1
+    return out[1:pos].decode("latin-1").lower()
+
+
+def _escaped_text(name: bytes) -> str:
     labels = []
     pos = 0
     while name[pos]:
