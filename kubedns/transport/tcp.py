@@ -142,7 +142,6 @@ class TCPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.shutting:
             return
-        self.last_active = self.loop.time()
         if self.buffer:
             self.buffer += data
             self._answer_buffered()
@@ -223,6 +222,10 @@ class TCPConnection(asyncio.Protocol):
                 self._track(result)
         if batch:
             self._write(b"".join(batch))
+        if offset:
+            # Only whole queries count as activity: a client trickling a frame byte by byte
+            # is idle, and cannot hold its connection past the timeout that way.
+            self.last_active = self.loop.time()
         if offset < end:
             self.buffer += memoryview(data)[offset:]
         self._update_reading()

@@ -289,6 +289,21 @@ async def test_idle_connection_is_closed_but_not_while_a_query_is_pending() -> N
         await until(lambda: server._tcp_handler is not None and not server._tcp_handler.connections)
 
 
+async def test_a_frame_trickled_byte_by_byte_does_not_keep_the_connection() -> None:
+    """Only whole queries count as activity: bytes dribbling in slower than a query per idle
+    timeout do not hold a connection open (as the stream server's per-read timeout did not)."""
+    async with serving(**{"tcp.idle_timeout": 0.2}) as (server, _, _):
+        client = await Client.connect(server.address)
+        framed = frame(query(WEB, 1).to_wire()) * 20
+        with contextlib.suppress(ConnectionError):
+            for byte in framed:
+                client.send_raw(bytes((byte,)))
+                await asyncio.sleep(0.01)
+                if client.writer.is_closing() or client.reader.at_eof():
+                    break
+        assert client.reader.at_eof() or await client.is_closed_by_server()
+
+
 # -- frames the server must survive ---------------------------------------------------------
 
 
