@@ -1,6 +1,6 @@
 """Cluster-zone benchmark: kubedns against nsd and unbound serving the same records, one run.
 
-    .venv/bin/python -m bench.zone [--services 1000] [--namespaces 100] [--seconds 10]
+    .venv/bin/python -m bench.zone [--services 1000] [--namespaces 100] [--seconds 10] [--tcp]
 
 A synthetic cluster (``bench.gen_cluster``) is loaded into a ``RecordIndex`` exactly as
 ``kubedns serve`` loads it, and every owned name is exported: to an nsd zone file per zone
@@ -22,7 +22,10 @@ The query file models pods with ``ndots:5`` and the usual search path
 * an external name (``api<k>.example.com``): three in-zone search-path expansions, NXDOMAIN, A and
   AAAA each (the fourth, upstream step is ``bench.forward``'s business)
 
-Most of the queries are NXDOMAIN, as in real clusters. Writes ``bench/results/zone.json``.
+Most of the queries are NXDOMAIN, as in real clusters. Writes ``bench/results/zone.json``; with
+``--tcp`` dnsperf sends every query over TCP (``-m tcp``: ``-c`` connections, the ``-q`` queries
+in flight pipelined over them, as NodeLocal DNSCache's ``force_tcp`` does) and the results go to
+``bench/results/zone-tcp.json``.
 """
 
 from __future__ import annotations
@@ -297,6 +300,18 @@ def write_queries(queries: Iterable[tuple[str, str, str]], path: Path) -> Path:
 # -- the run ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TCPLoad(Load):
+    """A load whose queries all go over TCP (dnsperf ``-m tcp``)."""
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "-m", "tcp"]
+
+
+def over_tcp(loads: Sequence[Load]) -> tuple[Load, ...]:
+    return tuple(TCPLoad(load.name, load.clients, load.outstanding, load.threads) for load in loads)
+
+
 @dataclass
 class Peers:
     servers: list[Peer]
@@ -434,15 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespaces", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0, help="dnsperf -l per run")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per server and load")
+    parser.add_argument("--tcp", action="store_true", help="every query over TCP (-m tcp)")
     args = parser.parse_args(argv)
+    loads = (SINGLE, LOADED, BURST)
     result = run(
         services=args.services,
         namespaces=args.namespaces,
         seconds=args.seconds,
+        loads=over_tcp(loads) if args.tcp else loads,
         repeats=args.repeats,
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zone.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "zone-tcp.json" if args.tcp else "zone.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(table(result["results"]))
     print("cross-check:", json.dumps(result["cross_check"], indent=2))
     return 0

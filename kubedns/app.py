@@ -160,8 +160,8 @@ class Server:
         _enlarge_receive_buffer(self._udp.get_extra_info("socket"))
         port = self._udp.get_extra_info("sockname")[1]
         self._tcp_handler = TCPServer(self.responder, self.config.tcp)
-        self._tcp = await asyncio.start_server(
-            self._tcp_handler.handle, listen.host, port, family=family, reuse_address=True
+        self._tcp = await loop.create_server(
+            self._tcp_handler, listen.host, port, family=family, reuse_address=True
         )
         self.address = HostPort(listen.host, port)
 

@@ -205,7 +205,10 @@ DNS_DROPPED = Counter(
 ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
 ZONE_OWNER_NAMES = Gauge("kubedns_zone_owner_names", "Owner names in the cluster zone.")
 SYNCED = Gauge("kubedns_synced", "1 once every watched kind has been listed completely.")
-TCP_CONNECTIONS = Gauge("kubedns_tcp_connections", "Open DNS-over-TCP connections.")
+TCP_CONNECTIONS = Gauge(
+    "kubedns_tcp_connections",
+    "DNS-over-TCP connections holding a slot: open, or closed with forwarded queries in flight.",
+)
 TCP_REJECTED = Counter(
     "kubedns_tcp_connections_rejected_total",
     "TCP connections closed at once because tcp.max_connections were open.",

@@ -1,78 +1,345 @@
-"""DNS over TCP (RFC 7766): two-byte length framing, several queries per connection, an idle
-timeout and a cap on connections."""
+"""DNS over TCP (RFC 7766): two-byte length framing, pipelined queries answered concurrently
+and as they complete (section 6.2.1.1), an idle timeout and caps on connections and on what one
+connection may hold.
+
+Each connection is an ``asyncio.Protocol`` over one receive buffer, not a pair of streams: a
+stream costs several coroutine steps per message. A reply the responder has at once (the
+cluster zone, a cache hit, an error) is written inside ``data_received``, with no task; a
+forwarded query becomes a tracked task whose reply is written when it completes, so a slow
+upstream never holds back the answers queued behind it. Replies leave in completion order;
+their message IDs tell the client which is which.
+
+What a client can make the server hold is bounded (DESIGN rule 14). No further query is taken
+from the buffer, and the socket is not read, while ``MAX_PENDING`` forwarded queries of the
+connection are unanswered or while the transport's write buffer is over its high-water mark
+(a client that pipelines and never reads). Reading resumes when both clear. The receive buffer
+then holds at most one read's worth plus a partial frame, and the write buffer at most the
+high-water mark plus one batch of replies.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import struct
+import typing
+from collections.abc import Awaitable
+from typing import Protocol
 
 from kubedns import metrics
-from kubedns.answer.respond import Responder
 from kubedns.config import TCPConfig
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING = 16
+"""Forwarded queries one connection may have unanswered before it is no longer read. Enough
+for a stub resolver's pipelined burst (NodeLocal DNSCache keeps few connections, each busy);
+small enough that ``max_connections`` times this bounds the tasks TCP clients can start."""
+
+BATCH_BYTES = 16 * 1024
+"""Replies to the queries of one read are joined into writes of about this size: one system
+call for many replies, and a bound on how far one read overshoots the write high-water mark."""
+
+
+class Answerer(Protocol):
+    """The answer path as the transport sees it (``kubedns.answer.respond.Responder``)."""
+
+    def respond(self, data: bytes, *, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
+        """Reply bytes now, None to send nothing, or an awaitable for a forwarded query."""
+
 
 class TCPServer:
-    """Serves one listening socket; each connection is handled by its own coroutine."""
+    """The connections of one listener: the protocol factory, the connection cap, and shutdown.
 
-    def __init__(self, responder: Responder, settings: TCPConfig) -> None:
+    A connection holds its slot (and counts in ``kubedns_tcp_connections``) until its socket is
+    closed and its last forwarded query has finished, so clients that open connections, send
+    slow queries and leave cannot pile up tasks beyond ``max_connections * MAX_PENDING``.
+    """
+
+    def __init__(self, responder: Answerer, settings: TCPConfig) -> None:
         self.responder = responder
         self.settings = settings
-        self.connections: set[asyncio.StreamWriter] = set()
-        self.handlers: set[asyncio.Task[None]] = set()
+        self.connections: set[TCPConnection] = set()
+        self.shutting_down = False
+        self.dropped = metrics.DNS_DROPPED.labels("tcp")
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __call__(self) -> TCPConnection:
+        """A protocol for one accepted connection (``loop.create_server``'s factory)."""
+        return TCPConnection(self)
+
+    def admit(self, connection: TCPConnection) -> bool:
+        if self.shutting_down:
+            return False
         if len(self.connections) >= self.settings.max_connections:
             log.warning("tcp: %d connections open, refusing one more", len(self.connections))
             metrics.TCP_REJECTED.inc()
-            writer.close()
-            return
-        self.connections.add(writer)
+            return False
+        self.connections.add(connection)
         metrics.TCP_CONNECTIONS.set(len(self.connections))
-        handler = asyncio.current_task()
-        if handler is not None:
-            self.handlers.add(handler)
-            handler.add_done_callback(self.handlers.discard)
-        try:
-            await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass  # the client went away or idled out: RFC 7766 lets either side close
-        finally:
-            self.connections.discard(writer)
-            metrics.TCP_CONNECTIONS.set(len(self.connections))
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        return True
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        idle = self.settings.idle_timeout
-        while True:
-            prefix = await asyncio.wait_for(reader.readexactly(2), idle)
-            (length,) = struct.unpack("!H", prefix)
-            data = await asyncio.wait_for(reader.readexactly(length), idle)
-            result = self.responder.respond(data, tcp=True)
-            if result is not None and not isinstance(result, bytes):
-                result = await result
-            if result is None:
-                metrics.DNS_DROPPED.labels("tcp").inc()
-                continue
-            writer.write(struct.pack("!H", len(result)) + result)
-            metrics.REPLIES.count("tcp", result)
-            await writer.drain()
+    def release(self, connection: TCPConnection) -> None:
+        self.connections.discard(connection)
+        metrics.TCP_CONNECTIONS.set(len(self.connections))
 
     def close_all(self) -> None:
-        for writer in list(self.connections):
-            writer.close()
+        """Read no more queries; close each connection once its forwarded queries are answered
+        (``drain`` bounds the wait)."""
+        self.shutting_down = True
+        for connection in list(self.connections):
+            connection.shut()
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait for connection handlers to finish (their sockets are closed by ``close_all``);
-        cancel any still stuck after ``timeout``, so shutdown never hangs."""
-        if not self.handlers:
+        """Wait for the connections ``close_all`` is closing to finish their in-flight replies;
+        after ``timeout``, cancel what is left and abort their sockets, so shutdown never
+        hangs (on a slow upstream, or on a client that does not read its replies)."""
+        waiting = [connection.done for connection in self.connections]
+        if not waiting:
             return
-        _, stuck = await asyncio.wait(list(self.handlers), timeout=timeout)
-        for task in stuck:
+        _, stuck = await asyncio.wait(waiting, timeout=timeout)
+        if not stuck:
+            return
+        log.warning("tcp: %d connections still busy at shutdown, aborting them", len(stuck))
+        for connection in list(self.connections):
+            connection.abort()
+        await asyncio.wait(stuck, timeout=1.0)
+
+
+class TCPConnection(asyncio.Protocol):
+    """One client connection: frames in, replies out as they are ready."""
+
+    def __init__(self, server: TCPServer) -> None:
+        self.server = server
+        self.respond = server.responder.respond
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        """Bytes read but not yet answered: a partial frame, or frames held back while the
+        connection is blocked."""
+        self.pending: set[asyncio.Future[bytes | None]] = set()
+        self.reading = True
+        self.writing_paused = False
+        self.eof = False
+        """The client half-closed: answer what it sent, then close."""
+        self.shutting = False
+        """Shutdown or idle: take no more queries, close once the pending are answered."""
+        self.lost = False
+        self.last_active = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        """Resolved when the socket is closed and no forwarded query is pending."""
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        if not self.server.admit(self):
+            self.shutting = True
+            self.lost = True  # never admitted: nothing to release
+            self.transport.close()
+            return
+        self.timer = self.loop.call_later(self.server.settings.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.shutting:
+            return
+        if self.buffer:
+            self.buffer += data
+            self._answer_buffered()
+        else:
+            self._answer(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._finish_if_idle()
+        return True  # keep the socket open for the replies still to come; closed above
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._resume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.buffer.clear()
+        if self.lost:  # refused at connection_made
+            self._set_done()
+            return
+        self.lost = True
+        self._release_if_done()
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def _is_blocked(self) -> bool:
+        return self.writing_paused or len(self.pending) >= MAX_PENDING or self.shutting
+
+    def _answer_buffered(self) -> None:
+        buffer = self.buffer
+        if len(buffer) < 2 or len(buffer) < 2 + (buffer[0] << 8 | buffer[1]):
+            return  # no whole frame yet: wait for more without copying what is there
+        data = bytes(buffer)
+        buffer.clear()
+        self._answer(data)
+
+    def _answer(self, data: bytes) -> None:
+        """Answer the whole frames in ``data`` while the connection is not blocked; keep the
+        rest (a partial frame, or frames held back) in the buffer."""
+        respond = self.respond
+        batch: list[bytes] = []
+        batched = 0
+        offset = 0
+        end = len(data)
+        while end - offset >= 2:
+            stop = offset + 2 + (data[offset] << 8 | data[offset + 1])
+            if stop > end or self.writing_paused or self.shutting:
+                break
+            if len(self.pending) >= MAX_PENDING:
+                break
+            try:
+                result = respond(data[offset + 2 : stop], tcp=True)
+            except Exception:
+                # The responder turns errors into SERVFAIL; should one escape it, only this
+                # query goes unanswered, not the others in the buffer or in flight.
+                log.exception("tcp: unexpected error answering a query; sending nothing")
+                result = None
+            offset = stop
+            if result is None:
+                self.server.dropped.inc()
+            elif isinstance(result, bytes):
+                batch.append(len(result).to_bytes(2, "big"))
+                batch.append(result)
+                metrics.REPLIES.count("tcp", result)
+                batched += len(result)
+                if batched >= BATCH_BYTES:
+                    self._write(b"".join(batch))  # may pause writing: checked above
+                    batch.clear()
+                    batched = 0
+            else:
+                self._track(result)
+        if batch:
+            self._write(b"".join(batch))
+        if offset:
+            # Only whole queries count as activity: a client trickling a frame byte by byte
+            # is idle, and cannot hold its connection past the timeout that way.
+            self.last_active = self.loop.time()
+        if offset < end:
+            self.buffer += memoryview(data)[offset:]
+        self._update_reading()
+
+    def _track(self, awaitable: Awaitable[bytes | None]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self.pending.add(task)
+        task.add_done_callback(self._completed)
+
+    def _completed(self, task: asyncio.Future[bytes | None]) -> None:
+        self.pending.discard(task)
+        reply = None
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                # The responder turns errors into SERVFAIL; this one escaped it. Only this
+                # query goes unanswered: the connection and its other queries carry on.
+                log.error("tcp: a forwarded query failed", exc_info=error)
+            else:
+                reply = task.result()
+        if reply is None:
+            self.server.dropped.inc()
+        elif not self.lost:
+            self._write(len(reply).to_bytes(2, "big") + reply)
+            metrics.REPLIES.count("tcp", reply)
+        self.last_active = self.loop.time()
+        if self.lost:
+            self._release_if_done()
+        else:
+            self._resume()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _resume(self) -> None:
+        """After a reply was written or the write buffer drained: answer what was held back,
+        read again if nothing blocks, and close if the connection is finishing."""
+        if self.buffer and not self._is_blocked():
+            self._answer_buffered()
+        self._update_reading()
+        self._finish_if_idle()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self.lost or self.eof or transport.is_closing():
+            return
+        if self._is_blocked():
+            if self.reading:
+                transport.pause_reading()
+                self.reading = False
+        elif not self.reading:
+            transport.resume_reading()
+            self.reading = True
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def shut(self) -> None:
+        """Take no more queries (shutdown); close once the pending ones are answered."""
+        self.shutting = True
+        self.buffer.clear()
+        self._update_reading()
+        self._finish_if_idle()
+
+    def abort(self) -> None:
+        """Give up on everything (shutdown past its deadline)."""
+        for task in list(self.pending):
             task.cancel()
-        await asyncio.gather(*stuck, return_exceptions=True)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _has_whole_frame(self) -> bool:
+        buffer = self.buffer
+        return len(buffer) >= 2 and len(buffer) >= 2 + (buffer[0] << 8 | buffer[1])
+
+    def _finish_if_idle(self) -> None:
+        """Close (after the write buffer is flushed) a connection that is ending once nothing
+        it owes remains: shutting down or idle and nothing pending, or half-closed and every
+        query it sent answered."""
+        transport = self.transport
+        if transport is None or self.lost or transport.is_closing() or self.pending:
+            return
+        if self.shutting or (self.eof and not self._has_whole_frame()):
+            transport.close()
+
+    def _check_idle(self) -> None:
+        """The idle timeout: a connection with nothing pending and no query for
+        ``idle_timeout`` seconds is closed; one that cannot even flush its replies (the client
+        does not read) is aborted, as closing would wait for the flush forever."""
+        self.timer = None
+        transport = self.transport
+        if transport is None or self.lost:
+            return
+        idle = self.server.settings.idle_timeout
+        if self.pending:
+            self.timer = self.loop.call_later(idle, self._check_idle)
+            return
+        due = self.last_active + idle
+        if self.loop.time() < due:
+            self.timer = self.loop.call_at(due, self._check_idle)
+            return
+        self.shutting = True
+        self.buffer.clear()
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def _release_if_done(self) -> None:
+        if not self.pending:
+            self.server.release(self)
+            self._set_done()
+
+    def _set_done(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)

@@ -59,7 +59,7 @@ class ServerThread:
         self._ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.server.stop())
-        # As asyncio.run does: Server.stop() leaves open TCP connections' handlers running.
+        # As asyncio.run does: cancel whatever tasks are left.
         leftover = asyncio.all_tasks(self.loop)
         for task in leftover:
             task.cancel()
