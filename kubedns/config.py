@@ -73,6 +73,16 @@ class TCPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UDPConfig:
+    """DNS over UDP."""
+
+    batch: bool = True
+    """Read and answer datagrams in batches, many per system call (``recvmmsg``/``sendmmsg``,
+    Linux only; elsewhere this is ignored). False uses asyncio's datagram transport: one
+    system call per query and one per reply, about a third more CPU per answer."""
+
+
+@dataclass(frozen=True, slots=True)
 class OpsConfig:
     """The operations endpoint: ``/metrics`` (Prometheus), ``/health`` and ``/ready``."""
 
@@ -231,6 +241,7 @@ class Config:
     """``namespace/name`` of our own Service; its ClusterIPs answer for the NS target."""
     ttl: TTLConfig = field(default_factory=TTLConfig)
     tcp: TCPConfig = field(default_factory=TCPConfig)
+    udp: UDPConfig = field(default_factory=UDPConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
