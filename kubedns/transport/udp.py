@@ -86,6 +86,8 @@ async def listen(
         except BaseException:
             sock.close()
             raise
+    if batch:
+        log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
     loop = asyncio.get_running_loop()
     protocol = UDPProtocol(responder, max_pending=max_pending)
     transport, _ = await loop.create_datagram_endpoint(
