@@ -322,7 +322,16 @@ class Peers:
             peer.stop()
 
 
-def start_peers(snapshot: Path, by_zone: dict[str, list[str]], workdir: Path) -> Peers:
+def start_peers(
+    snapshot: Path,
+    by_zone: dict[str, list[str]],
+    workdir: Path,
+    *,
+    peers: Sequence[str] = ("nsd", "unbound"),
+    dgram: bool = False,
+) -> Peers:
+    """kubedns first (the reference), then ``peers``; with ``dgram`` also kubedns on asyncio's
+    datagram transport (``udp.batch: false``) as ``kubedns-dgram``, for an A/B in one run."""
     helpers: list[Peer] = []
     servers: list[Peer] = []
     try:
@@ -341,16 +350,24 @@ def start_peers(snapshot: Path, by_zone: dict[str, list[str]], workdir: Path) ->
         port = free_port()
         argv = kubedns_argv(snapshot, port=port, upstream_port=origin_port)
         servers.append(start("kubedns", argv, port=port, workdir=workdir))
-        port = free_port()
-        conf = nsd_conf(workdir, port=port, zones=nsd_zone_files(by_zone, workdir))
-        servers.append(
-            start("nsd", [need("nsd"), "-d", "-c", str(conf)], port=port, workdir=workdir)
-        )
-        port = free_port()
-        conf = unbound_conf(workdir, port=port, by_zone=by_zone)
-        servers.append(
-            start("unbound", [need("unbound"), "-d", "-c", str(conf)], port=port, workdir=workdir)
-        )
+        if dgram:
+            port = free_port()
+            conf = workdir / "kubedns-dgram.yaml"
+            conf.write_text("udp:\n  batch: false\n")
+            argv = [*kubedns_argv(snapshot, port=port, upstream_port=origin_port)]
+            argv += ["--config", str(conf)]
+            servers.append(start("kubedns-dgram", argv, port=port, workdir=workdir))
+        if "nsd" in peers:
+            port = free_port()
+            conf = nsd_conf(workdir, port=port, zones=nsd_zone_files(by_zone, workdir))
+            servers.append(
+                start("nsd", [need("nsd"), "-d", "-c", str(conf)], port=port, workdir=workdir)
+            )
+        if "unbound" in peers:
+            port = free_port()
+            conf = unbound_conf(workdir, port=port, by_zone=by_zone)
+            argv = [need("unbound"), "-d", "-c", str(conf)]
+            servers.append(start("unbound", argv, port=port, workdir=workdir))
     except BaseException:
         Peers(servers, helpers).stop()
         raise
@@ -388,6 +405,8 @@ def run(
     loads: Sequence[Load] = (SINGLE, LOADED, BURST),
     repeats: int = 3,
     workdir: Path | None = None,
+    peers: Sequence[str] = ("nsd", "unbound"),
+    dgram: bool = False,
 ) -> dict[str, Any]:
     """Generate, export, start all three, cross-check, then dnsperf each server per load."""
     with tempfile.TemporaryDirectory(prefix="kubedns-bench-zone-") as tmp:
@@ -401,17 +420,17 @@ def run(
         datafile = write_queries(queries, work / "queries.txt")
         index, heap = traced_load(snapshot)
         by_zone = records(index)
-        peers = start_peers(snapshot, by_zone, work)
+        started = start_peers(snapshot, by_zone, work, peers=peers, dgram=dgram)
         try:
-            check = cross_check(peers.servers, queries)
+            check = cross_check(started.servers, queries)
             before = loadavg()
             results = measure(
-                peers.servers, datafile, loads=loads, seconds=seconds, repeats=repeats,
+                started.servers, datafile, loads=loads, seconds=seconds, repeats=repeats,
                 workdir=work,
             )  # fmt: skip
             after = loadavg()
         finally:
-            peers.stop()
+            started.stop()
         mix = Counter(kind for _, _, kind in queries)
         qtypes = Counter(qtype for _, qtype, _ in queries)
         return {
@@ -450,14 +469,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="dnsperf -l per run")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per server and load")
     parser.add_argument("--tcp", action="store_true", help="every query over TCP (-m tcp)")
+    parser.add_argument(
+        "--loads", default="single,loaded,burst", help="comma-separated subset of the loads"
+    )
+    parser.add_argument(
+        "--peers", default="nsd,unbound", help="comma-separated peers to run beside kubedns"
+    )
+    parser.add_argument(
+        "--dgram",
+        action="store_true",
+        help="also run kubedns with udp.batch off (asyncio's datagram transport)",
+    )
     args = parser.parse_args(argv)
-    loads = (SINGLE, LOADED, BURST)
+    by_name = {load.name: load for load in (SINGLE, LOADED, BURST)}
+    loads = [by_name[name] for name in args.loads.split(",")]
     result = run(
         services=args.services,
         namespaces=args.namespaces,
         seconds=args.seconds,
         loads=over_tcp(loads) if args.tcp else loads,
         repeats=args.repeats,
+        peers=[name for name in args.peers.split(",") if name],
+        dgram=args.dgram,
     )
     RESULTS.mkdir(exist_ok=True)
     name = "zone-tcp.json" if args.tcp else "zone.json"

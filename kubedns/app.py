@@ -26,8 +26,8 @@ from kubedns.index import RecordIndex
 from kubedns.ops import OpsServer
 from kubedns.sources.kube import KubeConfigError, KubeSource, api_client_from, watched_kinds
 from kubedns.sources.snapshot import load_snapshot
+from kubedns.transport import udp
 from kubedns.transport.tcp import TCPServer
-from kubedns.transport.udp import UDPProtocol
 
 log = logging.getLogger(__name__)
 SNAPSHOT_KINDS = watched_kinds(pods="verified")
@@ -41,8 +41,7 @@ class Server:
     index: RecordIndex = field(init=False)
     responder: Responder = field(init=False)
     address: HostPort = field(init=False)
-    _udp: asyncio.DatagramTransport | None = field(init=False, default=None)
-    _udp_protocol: UDPProtocol | None = field(init=False, default=None)
+    _udp: udp.UDPListener | None = field(init=False, default=None)
     _tcp: asyncio.Server | None = field(init=False, default=None)
     _tcp_handler: TCPServer | None = field(init=False, default=None)
     forwarder: Forwarder | None = field(init=False, default=None)
@@ -150,17 +149,20 @@ class Server:
         log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
 
     async def _bind(self, listen: HostPort) -> None:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        udp_protocol = UDPProtocol(self.responder)
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: udp_protocol, local_addr=(listen.host, listen.port), family=family
+        self._udp = await udp.listen(
+            self.responder,
+            listen.host,
+            listen.port,
+            family=family,
+            batch=self.config.udp.batch,
+            # The forwarder answers REFUSED past max_concurrent; see kubedns.transport.udp.
+            max_pending=2 * self.config.forward.max_concurrent,
         )
-        self._udp_protocol = udp_protocol
-        _enlarge_receive_buffer(self._udp.get_extra_info("socket"))
-        port = self._udp.get_extra_info("sockname")[1]
+        _enlarge_receive_buffer(self._udp.socket)
+        port = self._udp.socket.getsockname()[1]
         self._tcp_handler = TCPServer(self.responder, self.config.tcp)
-        self._tcp = await loop.create_server(
+        self._tcp = await asyncio.get_running_loop().create_server(
             self._tcp_handler, listen.host, port, family=family, reuse_address=True
         )
         self.address = HostPort(listen.host, port)
@@ -195,8 +197,8 @@ class Server:
             )
             await asyncio.sleep(self.config.ops.lame_duck)
         self._close_listeners()
-        if self._udp_protocol is not None:
-            await self._udp_protocol.drain()
+        if self._udp is not None:
+            await self._udp.drain()
         if self._tcp_handler is not None:
             await self._tcp_handler.drain()
         if self._tcp is not None:

@@ -177,6 +177,14 @@ class ReplyCounter(Collector):
     def count(self, proto: str, reply: bytes) -> None:
         self.counts[(proto, reply[3] & 0x0F)] += 1
 
+    def count_rcodes(self, proto: str, rcodes: list[int]) -> None:
+        """Add a batch counted by rcode (index: rcode) and reset ``rcodes`` to zeros."""
+        counts = self.counts
+        for rcode, value in enumerate(rcodes):
+            if value:
+                counts[(proto, rcode)] += value
+                rcodes[rcode] = 0
+
     def collect(self) -> Iterator[CounterMetricFamily]:
         requests = CounterMetricFamily(
             "coredns_dns_requests", "DNS queries answered, by transport.", labels=["proto"]
@@ -201,6 +209,13 @@ DNS_DROPPED = Counter(
     "kubedns_dns_dropped_total",
     "Packets dropped without a reply: shorter than a header, or responses rather than queries.",
     ["proto"],
+)
+UDP_DROPPED = Counter(
+    "kubedns_udp_dropped_total",
+    "UDP datagrams the transport dropped, by reason: a query longer than the receive buffer "
+    "(oversized), a reply that found the bounded send queue full (send_queue), a forwarded "
+    "query beyond the bound on those waiting for an answer (pending).",
+    ["reason"],
 )
 ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
 ZONE_OWNER_NAMES = Gauge("kubedns_zone_owner_names", "Owner names in the cluster zone.")

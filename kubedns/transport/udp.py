@@ -1,24 +1,296 @@
-"""DNS over UDP: one datagram in, at most one datagram out."""
+"""DNS over UDP: one datagram in, at most one datagram out.
+
+Two listeners behind one interface (``UDPListener``), chosen by ``listen()``:
+
+* ``BatchListener`` (Linux, the default): reads up to ``SLOTS`` datagrams per ``recvmmsg``,
+  answers each, and sends every ready reply with one ``sendmmsg``. With the cluster zone's
+  replies cached as wire bytes, the system calls were two thirds of the server's time at one
+  per datagram each way (BENCHMARKS.md); batching shares each call among many datagrams.
+* ``DatagramListener``: asyncio's datagram transport (one ``recvfrom`` and one ``sendto`` per
+  datagram), for other platforms and for ``udp.batch: false``.
+
+Both answer synchronously when ``Responder.respond`` can, and turn forwarded queries into
+tracked tasks, at most ``max_pending`` of them: beyond that the query is dropped and counted
+(``kubedns_udp_dropped_total{reason="pending"}``). The forwarder itself answers REFUSED once
+``forward.max_concurrent`` queries wait on upstreams, so the bound the app passes (twice that)
+is only reached by queries the forwarder does not count: followers of an identical query in
+flight and CNAME chases; a client retries a dropped query, and nothing is built for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import socket
 import typing
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from kubedns import metrics
 from kubedns.answer.respond import Responder
+from kubedns.transport import mmsg
 
 log = logging.getLogger(__name__)
 Address = tuple[Any, ...]
+
+SLOTS = 64
+"""Datagrams per ``recvmmsg``/``sendmmsg``. nsd uses 100; past a few dozen the call's cost is
+already spread thin, and each slot costs two buffers."""
+SLOT_SIZE = 4096
+"""Bytes per receive and send buffer. A longer query is no useful DNS query: it is dropped and
+counted (the kernel flags it truncated, so it is never parsed cut short). A longer reply (an
+EDNS client asking for more than 4 KiB) is sent on its own with ``sendto``."""
+ROUNDS = 4
+"""Batches read per wake-up before the event loop gets a turn (TCP, the API watch, forwarded
+replies): at most ``ROUNDS * SLOTS`` datagrams answered in one go."""
+SEND_QUEUE_BYTES = 1 << 20
+"""Bytes of replies held while the kernel's send buffer is full; replies beyond are dropped
+and counted (``kubedns_udp_dropped_total{reason="send_queue"}``), as the kernel would."""
+DRAIN_TIMEOUT = 5.0
+"""Seconds ``drain()`` waits at shutdown for forwarded replies still in flight."""
+
+
+class UDPListener(Protocol):
+    """What the app holds of a UDP listener."""
+
+    @property
+    def socket(self) -> socket.socket:
+        """The bound socket (for its address and buffer sizes)."""
+
+    def close(self) -> None:
+        """Stop reading queries."""
+
+    async def drain(self) -> None:
+        """Wait (bounded) for forwarded replies still in flight and send them, then let go of
+        the socket."""
+
+
+async def listen(
+    responder: Responder,
+    host: str,
+    port: int,
+    *,
+    family: socket.AddressFamily,
+    batch: bool,
+    max_pending: int,
+) -> UDPListener:
+    """Bind ``host:port`` and start answering; ``batch`` asks for the batching listener, which
+    is used where the platform has ``recvmmsg``/``sendmmsg``."""
+    if batch and mmsg.is_available():
+        info = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(info[0][4])
+            return BatchListener(responder, sock, max_pending=max_pending)
+        except BaseException:
+            sock.close()
+            raise
+    if batch:
+        log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
+    loop = asyncio.get_running_loop()
+    protocol = UDPProtocol(responder, max_pending=max_pending)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: protocol, local_addr=(host, port), family=family
+    )
+    return DatagramListener(transport, protocol)
+
+
+def _drop_pending(result: Awaitable[bytes | None]) -> None:
+    metrics.UDP_DROPPED.labels("pending").inc()
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()  # a coroutine never started: close it, so it is not reported as never awaited
+
+
+class BatchListener:
+    """``recvmmsg`` into preallocated slots, ``Responder.respond`` per datagram, one
+    ``sendmmsg`` for the ready replies, each sent to the raw ``sockaddr`` it came from.
+
+    Readable: read batches until the socket is empty (a batch comes back short) or ``ROUNDS``
+    batches were answered. A reply the kernel cannot take now (its send buffer is full) waits
+    in a queue bounded by ``SEND_QUEUE_BYTES`` and goes out when the socket is writable.
+    Forwarded replies are sent one by one as they complete.
+    """
+
+    def __init__(
+        self,
+        responder: Responder,
+        sock: socket.socket,
+        *,
+        max_pending: int,
+        slots: int = SLOTS,
+        slot_size: int = SLOT_SIZE,
+        send_queue_bytes: int = SEND_QUEUE_BYTES,
+    ) -> None:
+        sock.setblocking(False)
+        self.responder = responder
+        self._socket = sock
+        self._fd = sock.fileno()
+        self.vectors = mmsg.Vectors(self._fd, family=sock.family, slots=slots, slot_size=slot_size)
+        self.max_pending = max_pending
+        self.pending: set[asyncio.Task[None]] = set()
+        self.send_queue_bytes = send_queue_bytes
+        self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._queued = 0
+        self._reading = True
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._socket
+
+    def _on_readable(self) -> None:
+        vectors = self.vectors
+        for _ in range(ROUNDS):
+            try:
+                count = vectors.recv()
+            except mmsg.MmsgError as exc:
+                # A queued ICMP error for an earlier reply (the client went away): not ours.
+                log.debug("udp error: %s", exc)
+                return
+            if count:
+                self._answer(count)
+            if count < vectors.slots or not self._reading:
+                return
+
+    def _answer(self, count: int) -> None:
+        """Answer datagrams 0..count-1: ready replies in one batch, the rest one by one."""
+        vectors = self.vectors
+        others = vectors.answer(count, self.responder.respond)
+        if vectors.ready:
+            metrics.REPLIES.count_rcodes("udp", vectors.rcodes)
+            self._send_batch(vectors.ready)
+        for result, address in others:
+            if result is mmsg.TRUNCATED:
+                metrics.UDP_DROPPED.labels("oversized").inc()
+            elif result is None:
+                metrics.DNS_DROPPED.labels("udp").inc()
+            elif isinstance(result, bytes):
+                metrics.REPLIES.count("udp", result)
+                self._send(result, address)
+            else:
+                self._track(typing.cast(Awaitable[bytes | None], result), address)
+
+    def _send_batch(self, count: int) -> None:
+        vectors = self.vectors
+        start = 0
+        while start < count:
+            if self._queue:
+                sent = 0  # keep the queue's order; the kernel was full a moment ago
+            else:
+                try:
+                    sent = vectors.send(start, count - start)
+                except mmsg.MmsgError as exc:
+                    log.debug("udp error: %s", exc)
+                    start += 1  # that reply is lost, as asyncio's error_received would have it
+                    continue
+            if sent == 0:
+                for j in range(start, count):
+                    self._enqueue(vectors.reply(j), vectors.address(j))
+                return
+            start += sent
+
+    def _send(self, reply: bytes, address: bytes) -> None:
+        if self._closed:
+            return
+        if self._queue:
+            self._enqueue(reply, address)
+            return
+        try:
+            if not self.vectors.sendto(reply, address):
+                self._enqueue(reply, address)
+        except mmsg.MmsgError as exc:
+            log.debug("udp error: %s", exc)
+
+    def _enqueue(self, reply: bytes, address: bytes) -> None:
+        if self._queued + len(reply) > self.send_queue_bytes:
+            metrics.UDP_DROPPED.labels("send_queue").inc()
+            return
+        if not self._queue:
+            self._loop.add_writer(self._fd, self._on_writable)
+        self._queue.append((reply, address))
+        self._queued += len(reply)
+
+    def _on_writable(self) -> None:
+        queue = self._queue
+        while queue:
+            reply, address = queue[0]
+            try:
+                if not self.vectors.sendto(reply, address):
+                    return
+            except mmsg.MmsgError as exc:
+                log.debug("udp error: %s", exc)
+            queue.popleft()
+            self._queued -= len(reply)
+        self._loop.remove_writer(self._fd)
+
+    def _track(self, result: Awaitable[bytes | None], address: bytes) -> None:
+        if len(self.pending) >= self.max_pending:
+            _drop_pending(result)
+            return
+        task = asyncio.ensure_future(self._send_later(result, address))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _send_later(self, result: Awaitable[bytes | None], address: bytes) -> None:
+        reply = await result
+        if reply is not None:
+            metrics.REPLIES.count("udp", reply)
+            self._send(reply, address)
+
+    def close(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        if not self.pending:
+            self._close_socket()
+
+    async def drain(self) -> None:
+        if self.pending:
+            await asyncio.wait(list(self.pending), timeout=DRAIN_TIMEOUT)
+        if self._queue:
+            self._on_writable()  # one last try; whatever the kernel does not take is lost
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue:
+            self._loop.remove_writer(self._fd)
+            self._queue.clear()
+            self._queued = 0
+        self._socket.close()
+
+
+class DatagramListener:
+    """asyncio's datagram transport with ``UDPProtocol``, as a ``UDPListener``."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, protocol: UDPProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+
+    @property
+    def socket(self) -> socket.socket:
+        sock: socket.socket = self.transport.get_extra_info("socket")
+        return sock
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def drain(self) -> None:
+        await self.protocol.drain()
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
     """Answers synchronously when it can; forwarded queries become tracked tasks."""
 
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, *, max_pending: int) -> None:
         self.responder = responder
+        self.max_pending = max_pending
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -34,11 +306,14 @@ class UDPProtocol(asyncio.DatagramProtocol):
         if isinstance(result, bytes):
             self._send(result, addr)
             return
+        if len(self.pending) >= self.max_pending:
+            _drop_pending(result)
+            return
         task = asyncio.ensure_future(self._send_later(result, addr))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_later(self, result: Any, addr: Address) -> None:
+    async def _send_later(self, result: Awaitable[bytes | None], addr: Address) -> None:
         reply = await result
         if reply is not None:
             self._send(reply, addr)
@@ -55,4 +330,4 @@ class UDPProtocol(asyncio.DatagramProtocol):
     async def drain(self) -> None:
         """Wait for forwarded queries still in flight (used at shutdown)."""
         if self.pending:
-            await asyncio.wait(list(self.pending), timeout=5)
+            await asyncio.wait(list(self.pending), timeout=DRAIN_TIMEOUT)
