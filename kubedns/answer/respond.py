@@ -131,8 +131,10 @@ class _ForwardedReply:
     def size(self) -> int:
         return self._answer.template.size * 3 + len(self._query.question)
 
-    def render(self, msg_id: bytes, question: bytes, now: float) -> bytes:
-        metrics.CACHE_HITS.counts[self._answer.kind] += 1
+    def render(self, msg_id: bytes, question: bytes, now: float, *, counted: bool = False) -> bytes:
+        """The reply for a hit; counted as a cache hit unless the lookup already did."""
+        if not counted:
+            metrics.CACHE_HITS.counts[self._answer.kind] += 1
         return self._fit(now).render(msg_id, question)
 
 
@@ -261,7 +263,8 @@ class Responder:
         forwarded = _ForwardedReply(found, query, udp_size=self._udp_size, now=self._clock())
         if query.key is not None:
             self._forwarded.put(query.key, forwarded, forwarded.size)
-        return forwarded.render(query.id.to_bytes(2, "big"), query.question, self._clock())
+        msg_id = query.id.to_bytes(2, "big")
+        return forwarded.render(msg_id, query.question, self._clock(), counted=True)
 
     async def _resolve(self, fallback: Fallback, query: Query) -> bytes:
         try:

@@ -19,6 +19,7 @@ rotation, and any truncated window of it, is one slice.
 from __future__ import annotations
 
 import bisect
+import random
 import struct
 from itertools import accumulate
 
@@ -110,6 +111,9 @@ class Prepared:
             return
         group = template.records[first : first + count]
         self._n = count
+        # Start anywhere: a reply cache refilled after every index change must not favour the
+        # first endpoint.
+        self._turn = random.randrange(count)
         self._before = before
         self._before_counts = before_counts
         before_counts[2] += len(self._opt) and 1

@@ -55,7 +55,7 @@ def reply_check(qid: int, question: bytes, *, on_garbage: Callable[[], None]) ->
 
     def accept(data: bytes) -> Scanned | None:
         try:
-            scanned = scan(data)
+            scanned = scan(data, rotate=True)  # the forwarder drops the group if rotation is off
         except WireError:
             on_garbage()
             return None
