@@ -151,6 +151,7 @@ class Responder:
     ) -> None:
         replies = replies or RepliesConfig()
         self.zone = zone
+        self._index = zone.index
         self._udp_size = replies.udp_size
         self._rotate = replies.rotate
         self._clock = clock
@@ -179,10 +180,10 @@ class Responder:
 
     def respond(self, data: bytes, *, tcp: bool) -> Response:
         """The reply now (bytes), nothing (None: drop), or an awaitable for a forwarded one."""
-        found = cache_key(data, tcp=tcp, udp_size=self._udp_size)
+        found = cache_key(data, tcp, self._udp_size)
         if found is not None:
             key, end = found
-            if self._generation != self.zone.index.generation:
+            if self._generation != self._index.generation:
                 self._forget_zone()
             prepared = self._zone_replies.entries.get(key)
             if prepared is not None:

@@ -14,6 +14,7 @@ reply cache or grow it. It returns None for anything unusual, which then takes t
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from kubedns.dns.wire import (
@@ -110,63 +111,65 @@ class QueryError(Exception):
         request means an OPT in the response, errors included)."""
 
 
-def cache_key(data: bytes, *, tcp: bool, udp_size: int) -> tuple[bytes, int] | None:
+def _plain_suffix(shape: int) -> bytes:
+    limit = TCP_LIMIT if shape & _SHAPE_TCP else MIN_UDP_PAYLOAD
+    return bytes((shape, limit >> 8, limit & 0xFF))
+
+
+_PLAIN_SUFFIXES = tuple(_plain_suffix(shape) for shape in range(32))
+"""The key's last three bytes for a query without EDNS, by shape (its limit is fixed)."""
+
+
+def cache_key(data: bytes, tcp: bool, udp_size: int) -> tuple[bytes, int] | None:
     """The reply-cache key of a plain query and the offset where its question ends, or None.
 
     Plain means: a query (QR 0, opcode 0) with one question, no answer or authority records,
     and nothing in the additional section but one valid version-0 OPT. The key is the
     lowercased name, the type and class as sent, one byte of shape and two of size limit.
+
+    The name ends at its first zero byte, found in C rather than by walking the labels: a key
+    is only ever stored by ``parse_query`` after a real walk agreed with it, and a packet can
+    only produce a stored key with a name that is byte for byte (up to letter case, which
+    never touches a length byte) a valid one.
     """
-    if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
-        return None
-    pos = HEADER_SIZE
     size = len(data)
-    while True:
-        length = data[pos]
-        if length == 0:
-            break
-        if length > 63:
-            return None
-        pos += length + 1
-        if pos >= size:
-            return None
-    name_end = pos + 1
-    end = name_end + 4
-    if name_end - HEADER_SIZE > MAX_NAME or end > size:
+    if size < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
         return None
-    shape = (data[2] & 1) | (_SHAPE_CD if data[3] & 0x10 else 0)
-    arcount = data[10] << 8 | data[11]
-    if arcount == 0 and end == size:
-        limit = TCP_LIMIT if tcp else MIN_UDP_PAYLOAD
-    elif arcount == 1:
-        payload = _plain_opt(data, end, size)
-        if payload < 0:
-            return None
-        shape |= _SHAPE_EDNS | (_SHAPE_DO if data[end + 7] & 0x80 else 0)
-        limit = TCP_LIMIT if tcp else max(MIN_UDP_PAYLOAD, min(payload, udp_size))
-    else:
+    root = data.find(0, HEADER_SIZE)
+    end = root + 5
+    if root < 0 or root - HEADER_SIZE >= MAX_NAME or end > size:
         return None
-    if tcp:
-        shape |= _SHAPE_TCP
-    key = data[HEADER_SIZE:name_end].lower() + data[name_end:end]
-    return key + bytes((shape, limit >> 8, limit & 0xFF)), end
+    shape = (data[2] & 1) | (data[3] & 0x10) >> 3 | (_SHAPE_TCP if tcp else 0)
+    if end == size and not data[11] and not data[10]:
+        return data[HEADER_SIZE:root].lower() + data[root:end] + _PLAIN_SUFFIXES[shape], end
+    if data[11] != 1 or data[10]:
+        return None
+    payload = _plain_opt(data, end, size)
+    if payload < 0:
+        return None
+    shape |= _SHAPE_EDNS | (_SHAPE_DO if data[end + 7] & 0x80 else 0)
+    limit = TCP_LIMIT if tcp else max(MIN_UDP_PAYLOAD, min(payload, udp_size))
+    suffix = bytes((shape, limit >> 8, limit & 0xFF))
+    return data[HEADER_SIZE:root].lower() + data[root:end] + suffix, end
+
+
+_OPT_FIXED = struct.Struct("!BHHBBHH")
+"""An OPT record after the question: root owner, type, payload, extended rcode, version,
+flags, RDLENGTH."""
 
 
 def _plain_opt(data: bytes, pos: int, size: int) -> int:
     """The payload size of a sound version-0 OPT filling the packet from ``pos``, else -1."""
-    if pos + 11 > size or data[pos] != 0 or data[pos + 1 : pos + 3] != b"\x00\x29":
+    if pos + 11 > size:
         return -1
-    if data[pos + 6]:  # EDNS version: anything but 0 gets BADVERS on the full path
-        return -1
-    end = pos + 11 + (data[pos + 9] << 8 | data[pos + 10])
-    if end != size:
+    owner, rtype, payload, _ext, version, _flags, rdlength = _OPT_FIXED.unpack_from(data, pos)
+    # Anything but version 0 gets BADVERS on the full path.
+    if owner or rtype != TYPE_OPT or version or pos + 11 + rdlength != size:
         return -1
     option = pos + 11
-    while option < end:
-        option += 4 + (data[option + 2] << 8 | data[option + 3]) if option + 4 <= end else end + 1
-    if option != end:
-        return -1
-    return data[pos + 3] << 8 | data[pos + 4]
+    while option < size:
+        option += 4 + (data[option + 2] << 8 | data[option + 3]) if option + 4 <= size else size + 1
+    return payload if option == size else -1
 
 
 def parse_query(
@@ -184,10 +187,10 @@ def parse_query(
     msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     if flags & QR:
         return None  # a response: answering it could start a reflection loop
-    found = cache_key(data, tcp=tcp, udp_size=udp_size)
-    question_end = _question_end(data) if found is None and qdcount == 1 else -1
-    if found is not None:
-        question_end = found[1]
+    question_end = _question_end(data) if qdcount == 1 else -1
+    found = cache_key(data, tcp, udp_size)
+    if found is not None and found[1] != question_end:
+        found = None  # a zero byte inside a label: such a name is never kept
     question = data[HEADER_SIZE:question_end] if question_end > 0 else b""
     edns: Edns | None = None
     malformed = not question

@@ -83,10 +83,12 @@ class Prepared:
         "_doubled",
         "_flags",
         "_group_budget",
+        "_head",
         "_n",
         "_opt",
         "_section",
         "_static",
+        "_tail",
         "_turn",
         "_whole_head",
         "size",
@@ -107,6 +109,7 @@ class Prepared:
             counts[2] += len(self._opt) and 1
             head = _FLAGS_COUNTS.pack(self._flags | (TC if truncated else 0), 1, *counts)
             self._static = head + query.question + body + self._opt
+            self._head, self._tail = head, body + self._opt
             self.size = len(self._static) + 2
             return
         group = template.records[first : first + count]
@@ -133,8 +136,7 @@ class Prepared:
     def render(self, msg_id: bytes, question: bytes) -> bytes:
         """The reply bytes for a query with this ID and question (both as sent)."""
         if not self._n:
-            static = self._static
-            return msg_id + static[:10] + question + static[10 + len(question) :]
+            return msg_id + self._head + question + self._tail
         turn = self._turn
         self._turn = turn + 1 if turn + 1 < self._n else 0
         cum = self._cum
