@@ -167,15 +167,16 @@ def run(
     for variant, by_size in runs.items():
         results["variants"][variant] = {
             size: {
-                fmt: {
-                    **min(measured, key=lambda r: r["serving_s"]),
-                    "serving_s_runs": [r["serving_s"] for r in measured],
-                }
+                fmt: {**_fastest(measured), "serving_s_runs": [r["serving_s"] for r in measured]}
                 for fmt, measured in by_format.items()
             }
             for size, by_format in by_size.items()
         }
     return results
+
+
+def _fastest(measured: list[dict[str, float]]) -> dict[str, float]:
+    return min(measured, key=lambda figures: figures["serving_s"])
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

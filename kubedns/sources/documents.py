@@ -302,11 +302,24 @@ class _YamlReader:
         elif tag == _MERGE:
             result = _MERGE_KEY
         else:
-            constructor = self.constructors.get(tag) or self.constructors[None]
-            result = constructor(self.loader, ScalarNode(tag, text, event.start_mark))
+            result = self._construct(tag, text, event)
         if plain and result.__class__ in _IMMUTABLE and len(self.plain) < _PLAIN_CACHE:
             self.plain[text] = result
         return self._anchored(event, result)
+
+    def _construct(self, tag: str, text: str, event: Any) -> Any:
+        """A scalar of a type other than string, by PyYAML's constructor for ``tag``. Those
+        can fail with any exception (``!!timestamp x`` is an AttributeError); each becomes a
+        YAML error here, so a bad value is reported, never a traceback."""
+        constructor = self.constructors.get(tag) or self.constructors[None]
+        try:
+            return constructor(self.loader, ScalarNode(tag, text, event.start_mark))
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {text!r} as {tag}: {exc}", event.start_mark
+            ) from exc
 
     def _anchored(self, event: Any, value: Any) -> Any:
         if event.anchor is not None:
@@ -395,7 +408,7 @@ class _YamlReader:
 def _merged(mapping: dict[Any, Any], merges: list[dict[Any, Any]]) -> dict[Any, Any]:
     """``mapping`` with the merge keys' mappings under it, as PyYAML merges them."""
     merged: dict[Any, Any] = {}
-    for source in merges:
+    for source in reversed(merges):
         merged.update(source)
     merged.update(mapping)
     mapping.clear()  # the same object: an alias to it must see the merged keys too
@@ -404,12 +417,13 @@ def _merged(mapping: dict[Any, Any], merges: list[dict[Any, Any]]) -> dict[Any, 
 
 
 def _add_merge(merges: list[dict[Any, Any]] | None, value: Any, event: Any) -> list[dict[Any, Any]]:
-    """``<<: *a`` or ``<<: [*a, *b]``: the earlier mapping of a list wins, and a later ``<<``
-    wins over an earlier one; the mapping's own keys win over all (PyYAML's flatten_mapping)."""
+    """``<<: *a`` or ``<<: [*a, *b]``: of the merged mappings the first that has a key gives its
+    value, and the mapping's own keys win over all (YAML's merge key, as PyYAML 6 applies it).
+    ``merges`` lists them first to last."""
     if isinstance(value, dict):
         sources = [value]
     elif isinstance(value, list) and all(isinstance(source, dict) for source in value):
-        sources = value[::-1]
+        sources = value
     else:
         raise yaml.constructor.ConstructorError(
             "while constructing a mapping",

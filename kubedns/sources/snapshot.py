@@ -76,10 +76,20 @@ def parse_snapshot(
             return _Collector(source, kinds).read(yaml_pieces(data))
         except Unsupported as exc:
             log.debug("snapshot %s: loading whole, the streaming reader skips %s", source, exc)
-            documents = yaml.load_all(data, Loader=YAML_LOADER)
-            return _Collector(source, kinds).read(Whole(d) for d in documents if d is not None)
+            return _Collector(source, kinds).read(Whole(d) for d in _load_whole(data))
     except yaml.YAMLError as exc:
         raise SnapshotError(f"snapshot {source} is neither YAML nor JSON: {exc}") from exc
+
+
+def _load_whole(data: bytes | str) -> list[Any]:
+    """Every non-empty document, loaded whole by PyYAML. Its constructors fail with any
+    exception on a bad value (``!!timestamp x`` is an AttributeError): all become YAML errors."""
+    try:
+        return [d for d in yaml.load_all(data, Loader=YAML_LOADER) if d is not None]
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:
+        raise yaml.YAMLError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_utf8(data: bytes, source: str) -> None:
