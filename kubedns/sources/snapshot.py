@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import yaml
 
@@ -38,6 +38,7 @@ from kubedns.sources.events import Replace
 
 log = logging.getLogger(__name__)
 _LEADING_SPACE = re.compile(rb"\s*")
+_LEADING_SPACE_TEXT = re.compile(r"\s*")
 _UTF8_CHUNK = 1 << 20
 
 
@@ -48,9 +49,11 @@ class SnapshotError(ValueError):
 def load_snapshot(path: Path, *, kinds: tuple[Kind, ...] = KINDS) -> list[Replace]:
     """Parse ``path`` into one ``Replace`` event for each kind in ``kinds``."""
     try:
-        data = path.read_bytes()
+        data: bytes | str = path.read_bytes()
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from exc
+    if _looks_like_json(data):
+        data = _text(data, str(path))  # JSON is decoded from text: let the bytes go now
     return parse_snapshot(data, source=str(path), kinds=kinds)
 
 
@@ -65,7 +68,7 @@ def parse_snapshot(
     if isinstance(data, bytes):
         _check_utf8(data, source)
     if _looks_like_json(data):
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text = _text(data, source)
         try:
             return _Collector(source, kinds).read(json_pieces(text))
         except NotJSONError:
@@ -104,10 +107,26 @@ def _check_utf8(data: bytes, source: str) -> None:
         raise SnapshotError(f"snapshot {source} is not UTF-8 text") from exc
 
 
-def _looks_like_json(data: bytes | str) -> bool:
+def _text(data: bytes | str, source: str) -> str:
     if isinstance(data, str):
-        return data.lstrip().startswith(("{", "["))
-    return data.startswith((b"{", b"["), _LEADING_SPACE.match(data).end())  # type: ignore[union-attr]
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(f"snapshot {source} is not UTF-8 text") from exc
+
+
+def _looks_like_json(data: bytes | str) -> bool:
+    """Whether the first character past white space opens an object or array (no copy made:
+    the text may be tens of megabytes)."""
+    if isinstance(data, str):
+        return data.startswith(("{", "["), _skip_space(_LEADING_SPACE_TEXT, data))
+    return data.startswith((b"{", b"["), _skip_space(_LEADING_SPACE, data))
+
+
+def _skip_space(space: re.Pattern[AnyStr], data: AnyStr) -> int:
+    match = space.match(data)
+    return 0 if match is None else match.end()
 
 
 @dataclass(frozen=True, slots=True)

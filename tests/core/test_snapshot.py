@@ -199,6 +199,7 @@ REFUSED = [
     pytest.param("[1, 2]", "document 1 is not a mapping", id="json-array"),
     pytest.param(b"kind: List\nitems:\n- name: caf\xe9\n", "is not UTF-8 text", id="latin-1"),
     pytest.param(b"\xff\xfek\x00", "is not UTF-8 text", id="utf-16"),
+    pytest.param(b' {"kind": "caf\xe9"}', "is not UTF-8 text", id="latin-1-json"),
     pytest.param("items:\n- !!timestamp yesterday\n", "neither YAML nor JSON", id="bad-value"),
     pytest.param("items:\n- !!set {a}\n- !!timestamp x\n", "neither YAML", id="bad-value-whole"),
 ]
