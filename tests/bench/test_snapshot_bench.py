@@ -26,9 +26,10 @@ def test_snapshot_benchmark_runs_on_a_tiny_cluster(tmp_path: Path) -> None:
     for fmt in bench_snapshot.FORMATS:
         figures = results["variants"]["after"]["20"][fmt]
         assert figures["serving_s"] > 0
+        assert figures["cpu_s"] > 0
         assert 10 < figures["rss_mb"] <= figures["peak_rss_mb"]
     merged = bench_snapshot.merge({"variants": {"before": {"20": {"yaml": figures}}}}, results)
     assert set(merged["variants"]) == {"before", "after"}
     section = bench_snapshot.render(merged)
     assert "| 22 Services, YAML |" in section
-    assert "before: time, peak RSS, RSS | after: time, peak RSS, RSS" in section
+    assert "before: time (CPU), peak RSS, RSS | after: time (CPU), peak RSS, RSS" in section
