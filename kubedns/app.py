@@ -15,7 +15,7 @@ import signal
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedns import metrics
 from kubedns.answer.cluster import ClusterZone
@@ -23,11 +23,14 @@ from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.index import RecordIndex
-from kubedns.ops import OpsServer
-from kubedns.sources.kube import KubeConfigError, KubeSource, api_client_from, watched_kinds
+from kubedns.sources.events import watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport import udp
 from kubedns.transport.tcp import TCPServer
+
+if TYPE_CHECKING:
+    from kubedns.ops import OpsServer
+    from kubedns.sources.kube import KubeSource
 
 log = logging.getLogger(__name__)
 SNAPSHOT_KINDS = watched_kinds(pods="verified")
@@ -68,6 +71,9 @@ class Server:
         metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
         metrics.SYNCED.set_function(lambda: int(index.is_synced))
         if self.config.ops.listen is not None:
+            # Imported only when configured: aiohttp costs about 10 MB and 0.1 s at start.
+            from kubedns.ops import OpsServer  # noqa: PLC0415
+
             self.ops = OpsServer(self.config.ops.listen, is_ready=self.is_ready)
 
     def is_ready(self) -> bool:
@@ -107,7 +113,16 @@ class Server:
                 if event.kind in self.kinds:
                     self.index.apply(event)
             log.info("loaded snapshot %s (serial %d)", self.config.snapshot, self.index.serial)
+            release_freed_memory()
             return
+        # Imported here: the kubernetes client costs about 20 MB of RSS and 0.3 s to import,
+        # which a server answering from a snapshot never needs.
+        from kubedns.sources.kube import (  # noqa: PLC0415
+            KubeConfigError,
+            KubeSource,
+            api_client_from,
+        )
+
         try:
             api = api_client_from(self.config.kubeconfig)
         except KubeConfigError as exc:

@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 from bench.gen_cluster import generate
 from kubedns.config import WatchConfig
 from kubedns.objects import Kind, Service, SlimObject
-from kubedns.sources.events import Delete, Event, Replace, Upsert
-from kubedns.sources.kube import KubeSource, watched_kinds
+from kubedns.sources.events import Delete, Event, Replace, Upsert, watched_kinds
+from kubedns.sources.kube import KubeSource
 from kubedns.sources.snapshot import parse_snapshot
 from tests import kubeobjects as k
 from tests.fakeapi import FakeApiServer

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kubedns.config import PodsMode
 from kubedns.objects import Kind, SlimObject
 
 
@@ -43,3 +44,15 @@ class Replace:
 
 Event = Upsert | Delete | Replace
 EventSink = Callable[[Event], None]
+
+
+def watched_kinds(*, pods: PodsMode, config_maps: bool = False) -> tuple[Kind, ...]:
+    """The kinds to watch: always Namespaces, Services and EndpointSlices; Pods only when
+    ``pods`` is ``verified`` (the other modes answer from the IP alone, and pods are the
+    largest kind by far); ConfigMaps only for the webhook."""
+    kinds: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice")
+    if pods == "verified":
+        kinds += ("Pod",)
+    if config_maps:
+        kinds += ("ConfigMap",)
+    return kinds

@@ -25,7 +25,7 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.config import ConfigException, incluster_config, kube_config
 
 from kubedns import metrics
-from kubedns.config import PodsMode, WatchConfig
+from kubedns.config import WatchConfig
 from kubedns.objects import Kind
 from kubedns.sources.events import Delete, EventSink, Replace
 from kubedns.sources.watch import (
@@ -44,18 +44,6 @@ T = TypeVar("T")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 HEALTHY_STREAM_SECONDS = 1.0
 """A stream open at least this long was not refused, even if nothing came on it."""
-
-
-def watched_kinds(*, pods: PodsMode, config_maps: bool = False) -> tuple[Kind, ...]:
-    """The kinds to watch: always Namespaces, Services and EndpointSlices; Pods only when
-    ``pods`` is ``verified`` (the other modes answer from the IP alone, and pods are the
-    largest kind by far); ConfigMaps only for the webhook."""
-    kinds: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice")
-    if pods == "verified":
-        kinds += ("Pod",)
-    if config_maps:
-        kinds += ("ConfigMap",)
-    return kinds
 
 
 class KubeConfigError(RuntimeError):

@@ -154,6 +154,22 @@ SERVICE = {
 }
 
 
+KUBECTL_DUMP = yaml.safe_dump(
+    {
+        "apiVersion": "v1",
+        "items": [
+            {
+                **SERVICE,
+                "metadata": {"name": f"web{i}", "namespace": "shop", "resourceVersion": "1"},
+            }
+            for i in range(3)
+        ],
+        "kind": "List",
+    }
+)
+"""Three Services as ``kubectl get -o yaml`` prints them; cut inside a quote it is not YAML."""
+
+
 def with_spec(**spec: object) -> str:
     return yaml.safe_dump({**SERVICE, "spec": {**SERVICE["spec"], **spec}})  # type: ignore[dict-item]
 
@@ -262,6 +278,17 @@ BROKEN = [
         ["not a mapping"],
         id="item-not-a-mapping",
     ),
+    pytest.param(KUBECTL_DUMP[: KUBECTL_DUMP.rindex("'1'") + 2], ["YAML"], id="truncated-dump"),
+    pytest.param(
+        json.dumps({"items": [SERVICE, [SERVICE]], "kind": "List"}),
+        ["document 1 item 1 is not a mapping"],
+        id="json-item-not-a-mapping",
+    ),
+    pytest.param(
+        json.dumps({"items": {"0": SERVICE}, "kind": "List"}),
+        ["items is not a list"],
+        id="json-items-not-a-list",
+    ),
 ]
 
 
@@ -290,6 +317,18 @@ def test_broken_snapshot_stops_serve(
         ["serve", "--no-forward", "--snapshot", str(path), "--listen", f"127.0.0.1:{free_port()}"]
     )
     check_refusal(returncode, capsys.readouterr().err, path, words)
+
+
+def test_snapshot_that_is_not_utf8_stops_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "setup", lambda settings: None)
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(SERVICE).replace("web", "caf\xe9").encode("latin-1"))
+    returncode = cli.main(
+        ["serve", "--no-forward", "--snapshot", str(path), "--listen", f"127.0.0.1:{free_port()}"]
+    )
+    check_refusal(returncode, capsys.readouterr().err, path, ["not UTF-8"])
 
 
 def test_demo_cluster_snapshot_serves() -> None:
