@@ -37,6 +37,10 @@ Response = bytes | None | Awaitable[bytes | None]
 Clock = Callable[[], float]
 V = TypeVar("V")
 
+TEMPLATE_MIN_RECORDS = 8
+"""Templates of more records than this are kept, so a query of a new shape (another EDNS
+size) re-fits them instead of encoding again; smaller ones are cheaper to build again than
+to keep (most names in a cluster's working set are one record or a negative answer)."""
 ENTRY_OVERHEAD = 200
 """Bytes a stored entry costs beyond its key and its reply (dict slots, the objects)."""
 
@@ -156,8 +160,8 @@ class Responder:
         self._rotate = replies.rotate
         self._clock = clock
         budget = replies.cache_bytes
-        self._zone_replies: BoundedStore[Prepared] = BoundedStore(budget * 3 // 8)
-        self._forwarded: BoundedStore[_ForwardedReply] = BoundedStore(budget * 3 // 8)
+        self._zone_replies: BoundedStore[Prepared] = BoundedStore(budget // 2)
+        self._forwarded: BoundedStore[_ForwardedReply] = BoundedStore(budget // 4)
         self._templates: BoundedStore[Template] = BoundedStore(budget // 4)
         self._generation = -1
         self._fallback = fallback
@@ -227,7 +231,8 @@ class Responder:
             if outcome.external_target and fallback and query.qtype in (A, AAAA):
                 return self._chase(fallback, query, outcome)
             template = self._encode(query, outcome.reply.answer, outcome)
-            self._templates.put(template_key, template, template.size * 2)
+            if len(template.records) > TEMPLATE_MIN_RECORDS:
+                self._templates.put(template_key, template, template.size * 2)
         prepared = Prepared(template, query, udp_size=self._udp_size)
         if query.key is not None:
             self._zone_replies.put(query.key, prepared, prepared.size)

@@ -87,7 +87,6 @@ class Prepared:
         "_n",
         "_opt",
         "_section",
-        "_static",
         "_tail",
         "_turn",
         "_whole_head",
@@ -108,9 +107,8 @@ class Prepared:
             body, counts, truncated = _fit(template, indexes, budget)
             counts[2] += len(self._opt) and 1
             head = _FLAGS_COUNTS.pack(self._flags | (TC if truncated else 0), 1, *counts)
-            self._static = head + query.question + body + self._opt
             self._head, self._tail = head, body + self._opt
-            self.size = len(self._static) + 2
+            self.size = len(head) + len(query.question) + len(self._tail) + 2
             return
         group = template.records[first : first + count]
         self._n = count

