@@ -142,13 +142,20 @@ def cache_key(data: bytes, tcp: bool, udp_size: int) -> tuple[bytes, int] | None
     shape = (data[2] & 1) | (data[3] & 0x10) >> 3 | (_SHAPE_TCP if tcp else 0)
     if end == size and not data[11] and not data[10]:
         return data[HEADER_SIZE:root].lower() + data[root:end] + _PLAIN_SUFFIXES[shape], end
-    if data[11] != 1 or data[10]:
+    if data[11] != 1 or data[10] or end + 11 > size:
         return None
-    payload = _plain_opt(data, end, size)
-    if payload < 0:
+    owner, rtype, payload, _ext, version, flags, rdlength = _OPT_FIXED.unpack_from(data, end)
+    # Anything but version 0 gets BADVERS on the full path.
+    if owner or rtype != TYPE_OPT or version or end + 11 + rdlength != size:
         return None
-    shape |= _SHAPE_EDNS | (_SHAPE_DO if data[end + 7] & 0x80 else 0)
-    limit = TCP_LIMIT if tcp else max(MIN_UDP_PAYLOAD, min(payload, udp_size))
+    if rdlength and not _options_fit(data, end + 11, size):
+        return None
+    shape |= _SHAPE_EDNS | (_SHAPE_DO if flags & EDNS_DO else 0)
+    if tcp:
+        limit = TCP_LIMIT
+    else:  # min(max(payload, 512), udp_size), without two builtin calls per query
+        limit = udp_size if payload > udp_size else payload
+        limit = MIN_UDP_PAYLOAD if limit < MIN_UDP_PAYLOAD else limit
     suffix = bytes((shape, limit >> 8, limit & 0xFF))
     return data[HEADER_SIZE:root].lower() + data[root:end] + suffix, end
 
@@ -158,18 +165,11 @@ _OPT_FIXED = struct.Struct("!BHHBBHH")
 flags, RDLENGTH."""
 
 
-def _plain_opt(data: bytes, pos: int, size: int) -> int:
-    """The payload size of a sound version-0 OPT filling the packet from ``pos``, else -1."""
-    if pos + 11 > size:
-        return -1
-    owner, rtype, payload, _ext, version, _flags, rdlength = _OPT_FIXED.unpack_from(data, pos)
-    # Anything but version 0 gets BADVERS on the full path.
-    if owner or rtype != TYPE_OPT or version or pos + 11 + rdlength != size:
-        return -1
-    option = pos + 11
-    while option < size:
-        option += 4 + (data[option + 2] << 8 | data[option + 3]) if option + 4 <= size else size + 1
-    return payload if option == size else -1
+def _options_fit(data: bytes, pos: int, end: int) -> bool:
+    """Whether EDNS options from ``pos`` end exactly at ``end`` (each: code, length, data)."""
+    while pos + 4 <= end:
+        pos += 4 + (data[pos + 2] << 8 | data[pos + 3])
+    return pos == end
 
 
 def parse_query(
