@@ -35,7 +35,7 @@ from kubedns.dns.wire import (
     TYPE_OPT,
     WireError,
     name_to_wire,
-    skip_name,
+    record_at,
     wire_to_text,
 )
 
@@ -247,19 +247,20 @@ def _find_edns(data: bytes, pos: int, skip: int, arcount: int) -> Edns | None:
     """Walk the remaining sections and return the single OPT record, if any (RFC 6891 6.1.1:
     one OPT, in the additional section, owned by the root, its options within its RDATA)."""
     for _ in range(skip):
-        pos, rtype, _rclass, _ttl, _rdata = _read_record(data, pos)
-        if rtype == TYPE_OPT:
+        record = record_at(data, pos)
+        if record.rtype == TYPE_OPT:
             raise WireError("OPT outside the additional section")
+        pos = record.end
     edns = None
     for _ in range(arcount):
-        start = pos
-        pos, rtype, rclass, ttl, rdata = _read_record(data, pos)
-        if rtype != TYPE_OPT:
-            continue
-        if edns is not None or data[start] != 0:
-            raise WireError("a second OPT record, or one not owned by the root")
-        _check_options(data, rdata, pos)
-        edns = Edns(payload=rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & EDNS_DO))
+        record = record_at(data, pos)
+        if record.rtype == TYPE_OPT:
+            if edns is not None or data[pos] != 0:
+                raise WireError("a second OPT record, or one not owned by the root")
+            _check_options(data, record.rdata, record.end)
+            ttl = record.ttl
+            edns = Edns(payload=record.rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & EDNS_DO))
+        pos = record.end
     return edns
 
 
@@ -270,19 +271,6 @@ def _check_options(data: bytes, pos: int, end: int) -> None:
         pos += 4 + (data[pos + 2] << 8 | data[pos + 3])
     if pos != end:
         raise WireError("EDNS option length overruns the OPT record")
-
-
-def _read_record(data: bytes, pos: int) -> tuple[int, int, int, int, int]:
-    """(end, type, class, TTL, RDATA start) of the record at ``pos``."""
-    pos = skip_name(data, pos)
-    if pos + RR_HEADER.size > len(data):
-        raise WireError("record header past the end")
-    rtype, rclass, ttl, rdlength = RR_HEADER.unpack_from(data, pos)
-    rdata = pos + RR_HEADER.size
-    end = rdata + rdlength
-    if end > len(data):
-        raise WireError("rdata past the end")
-    return end, rtype, rclass, ttl, rdata
 
 
 def build_query(

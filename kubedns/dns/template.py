@@ -44,6 +44,7 @@ from kubedns.dns.wire import (
     TYPE_SOA,
     WireError,
     read_name,
+    record_at,
     skip_name,
     wire_to_text,
 )
@@ -364,14 +365,7 @@ class _Walk:
         data = self.data
         for _ in range(count):
             start = self.pos
-            owner_end = skip_name(data, start, self.pointers)
-            if owner_end + RR_HEADER.size > len(data):
-                raise WireError("record header runs past the end")
-            rtype, _rclass, ttl, rdlength = RR_HEADER.unpack_from(data, owner_end)
-            rdata = owner_end + RR_HEADER.size
-            end = rdata + rdlength
-            if end > len(data):
-                raise WireError("record data runs past the end")
+            owner_end, rtype, _rclass, ttl, rdata, end = record_at(data, start, self.pointers)
             self.pos = end
             if rtype == TYPE_OPT:
                 if section != 2 or self.after_opt or data[start] != 0:

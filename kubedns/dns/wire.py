@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 HEADER = struct.Struct("!HHHHHH")
 RR_HEADER = struct.Struct("!HHIH")
@@ -153,3 +154,27 @@ def skip_name(data: bytes, pos: int, pointers: list[int] | None = None) -> int:
         if length == 0:
             return pos + 1
         pos += length + 1
+
+
+class RecordAt(NamedTuple):
+    """Where the parts of one resource record sit in a message."""
+
+    owner_end: int
+    rtype: int
+    rclass: int
+    ttl: int
+    rdata: int
+    end: int
+
+
+def record_at(data: bytes, pos: int, pointers: list[int] | None = None) -> RecordAt:
+    """The record at ``pos``, its name walked (``skip_name``) and its RDATA within ``data``."""
+    owner_end = skip_name(data, pos, pointers)
+    if owner_end + RR_HEADER.size > len(data):
+        raise WireError("record header runs past the end")
+    rtype, rclass, ttl, rdlength = RR_HEADER.unpack_from(data, owner_end)
+    rdata = owner_end + RR_HEADER.size
+    end = rdata + rdlength
+    if end > len(data):
+        raise WireError("record data runs past the end")
+    return RecordAt(owner_end, rtype, rclass, ttl, rdata, end)
