@@ -29,12 +29,12 @@ from kubedns.dns.wire import (
     OPCODE_MASK,
     QR,
     RD,
-    RR_HEADER,
     TCP_LIMIT,
     TYPE_CLASS,
     TYPE_OPT,
     WireError,
     name_to_wire,
+    opt_record,
     record_at,
     wire_to_text,
 )
@@ -287,8 +287,7 @@ def build_query(
     flags = (RD if recursion else 0) | (CD if cd else 0)
     if not udp_size:
         return HEADER.pack(qid, flags, 1, 0, 0, 0) + question
-    opt = b"\x00" + RR_HEADER.pack(TYPE_OPT, udp_size, EDNS_DO if do else 0, 0)
-    return HEADER.pack(qid, flags, 1, 0, 0, 1) + question + opt
+    return HEADER.pack(qid, flags, 1, 0, 0, 1) + question + opt_record(udp_size=udp_size, do=do)
 
 
 def same_question(ours: bytes, theirs: bytes | None) -> bool:

@@ -27,24 +27,16 @@ from kubedns.dns.query import Edns, Query, QueryError
 from kubedns.dns.template import Template, error_template
 from kubedns.dns.wire import (
     CD,
-    EDNS_DO,
     HEADER_SIZE,
     OPCODE_MASK,
     QR,
     RD,
-    RR_HEADER,
     TC,
-    TYPE_OPT,
+    opt_record,
 )
 
 _FLAGS_COUNTS = struct.Struct("!HHHHH")
 """The header after the ID: flags, then the four section counts."""
-
-
-def opt_record(*, udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
-    """Our OPT record: version 0, no options (client options are never echoed)."""
-    ttl = (ext_rcode << 24) | (EDNS_DO if do else 0)
-    return b"\x00" + RR_HEADER.pack(TYPE_OPT, udp_size, ttl, 0)
 
 
 def render(template: Template, query: Query, *, udp_size: int) -> bytes:

@@ -178,3 +178,10 @@ def record_at(data: bytes, pos: int, pointers: list[int] | None = None) -> Recor
     if end > len(data):
         raise WireError("record data runs past the end")
     return RecordAt(owner_end, rtype, rclass, ttl, rdata, end)
+
+
+def opt_record(*, udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
+    """Our OPT record, in queries to upstreams and in every reply: version 0, no options
+    (a client's options are never echoed), the DO bit and the upper rcode bits as given."""
+    ttl = (ext_rcode << 24) | (EDNS_DO if do else 0)
+    return b"\x00" + RR_HEADER.pack(TYPE_OPT, udp_size, ttl, 0)
