@@ -184,6 +184,8 @@ class Responder:
 
     def respond(self, data: bytes, *, tcp: bool) -> Response:
         """The reply now (bytes), nothing (None: drop), or an awaitable for a forwarded one."""
+        if data.__class__ is not bytes:
+            data = bytes(data)  # a bytearray or memoryview slice would make unhashable keys
         found = cache_key(data, tcp, self._udp_size)
         if found is not None:
             key, end = found

@@ -298,3 +298,11 @@ def test_payload_variants_reuse_the_encoded_records() -> None:
     for payload in range(600, 1232, 7):
         ask(r, dns.message.make_query(BIG, "SRV", use_edns=0, payload=payload))
     assert calls == 1
+
+
+def test_bytearray_and_memoryview_queries_are_answered() -> None:
+    r = responder()
+    data = dns.message.make_query("web.shop.svc.cluster.local", "A").to_wire()
+    for packet in (bytearray(data), memoryview(data)):
+        reply = r.respond(packet, tcp=False)  # type: ignore[arg-type]
+        assert isinstance(reply, bytes) and parse(reply).answer
