@@ -70,8 +70,9 @@ class Query:
     qclass: int
     edns: Edns | None
     limit: int
-    """The largest reply this client may get: 65535 over TCP, else the smaller of its EDNS
-    payload size (at least 512) and our UDP size, 512 without EDNS."""
+    """The largest reply this client may get: 65535 over TCP, 512 over UDP without EDNS, else
+    ``udp_limit``: the client's payload size capped at our UDP size and at 35 times the query
+    (never below 512)."""
     key: bytes | None
     """The reply-cache key (see ``cache_key``); None when the packet's shape is unusual."""
     tcp: bool = False
@@ -109,6 +110,23 @@ class QueryError(Exception):
         self.edns = edns
         """The query's OPT when it was sound enough to read (RFC 6891 6.1.1: an OPT in the
         request means an OPT in the response, errors included)."""
+
+
+MAX_AMPLIFICATION = 35
+"""A UDP reply is at most this many times its query's size (but never held below 512): a
+forged source address must not turn a short query into a large reply aimed at a victim.
+Only queries under 36 bytes are affected (a short name asked with EDNS); they get the whole
+records that fit with TC, and the full answer over TCP."""
+
+
+def udp_limit(payload: int, udp_size: int, query_size: int) -> int:
+    """The largest UDP reply for an EDNS query: the client's payload size, capped at our UDP
+    size and at ``MAX_AMPLIFICATION`` times the query, and never below 512 (RFC 6891 6.2.5).
+    Written without builtin min/max calls: it runs for every EDNS query."""
+    limit = udp_size if payload > udp_size else payload
+    cap = MAX_AMPLIFICATION * query_size
+    limit = cap if cap < limit else limit
+    return MIN_UDP_PAYLOAD if limit < MIN_UDP_PAYLOAD else limit
 
 
 def _plain_suffix(shape: int) -> bytes:
@@ -151,11 +169,7 @@ def cache_key(data: bytes, tcp: bool, udp_size: int) -> tuple[bytes, int] | None
     if rdlength and not _options_fit(data, end + 11, size):
         return None
     shape |= _SHAPE_EDNS | (_SHAPE_DO if flags & EDNS_DO else 0)
-    if tcp:
-        limit = TCP_LIMIT
-    else:  # min(max(payload, 512), udp_size), without two builtin calls per query
-        limit = udp_size if payload > udp_size else payload
-        limit = MIN_UDP_PAYLOAD if limit < MIN_UDP_PAYLOAD else limit
+    limit = TCP_LIMIT if tcp else udp_limit(payload, udp_size, size)
     suffix = bytes((shape, limit >> 8, limit & 0xFF))
     return data[HEADER_SIZE:root].lower() + data[root:end] + suffix, end
 
@@ -209,7 +223,7 @@ def parse_query(
     elif edns is None:
         limit = MIN_UDP_PAYLOAD
     else:
-        limit = max(MIN_UDP_PAYLOAD, min(edns.payload, udp_size))
+        limit = udp_limit(edns.payload, udp_size, len(data))
     return Query(
         id=msg_id,
         flags=flags,

@@ -19,6 +19,7 @@ import pytest
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import RepliesConfig, load
+from kubedns.dns.query import udp_limit
 from kubedns.index import REQUIRED_KINDS, RecordIndex
 from kubedns.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from kubedns.sources.events import Replace, Upsert
@@ -306,3 +307,18 @@ def test_bytearray_and_memoryview_queries_are_answered() -> None:
     for packet in (bytearray(data), memoryview(data)):
         reply = r.respond(packet, tcp=False)  # type: ignore[arg-type]
         assert isinstance(reply, bytes) and parse(reply).answer
+
+
+@pytest.mark.parametrize(
+    ("payload", "udp_size", "query_size", "limit"),
+    [
+        (1232, 1232, 60, 1232),  # an ordinary cluster query: the payload size rules
+        (65535, 1232, 60, 1232),  # capped at ours
+        (1232, 1232, 33, 35 * 33),  # a short name with EDNS: 35 times the query
+        (4096, 4096, 40, 35 * 40),
+        (1232, 1232, 12, 512),  # never below 512
+        (100, 1232, 60, 512),  # RFC 6891 6.2.5
+    ],
+)
+def test_udp_limit(payload: int, udp_size: int, query_size: int, limit: int) -> None:
+    assert udp_limit(payload, udp_size, query_size) == limit

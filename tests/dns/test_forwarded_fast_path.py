@@ -122,3 +122,23 @@ async def test_forwarded_reply_is_truncated_at_whole_records_for_small_clients()
         assert 0 < len(reply.answer[0]) < 100
         whole = dns.message.from_wire(await answer(r, query, tcp=True))
         assert len(whole.answer[0]) == 100 and not whole.flags & dns.flags.TC
+
+
+async def test_a_short_name_with_a_large_answer_is_cut_to_35_times_its_query() -> None:
+    """Amplification: ``m.io A`` with EDNS is a 33-byte query; no UDP reply may exceed 1155."""
+
+    async def large(data: bytes, _proto: str) -> list[bytes]:
+        reply = reply_to(data)
+        for i in range(80):
+            rdata = dnslib.A(f"198.51.100.{i}")
+            reply.add_answer(dnslib.RR(reply.q.qname, dnslib.QTYPE.A, rdata=rdata, ttl=60))
+        return [reply.pack()]
+
+    async with FakeUpstream(large) as upstream:
+        r = chain(upstream, FakeClock())
+        query = dns.message.make_query("m.io", "A", use_edns=0, payload=1232)
+        size = len(query.to_wire())
+        for _ in range(3):  # from upstream, then a cache hit, then the fast path
+            wire = await answer(r, query)
+            assert len(wire) <= 35 * size < 1232
+            assert dns.message.from_wire(wire).flags & dns.flags.TC
