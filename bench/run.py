@@ -270,7 +270,9 @@ client cookie): every one a different packet, and before issue 8 a reply-cache m
 rebuilt a 2,000-record answer. {result["seconds"]:g} s per run, {result["repeats"]} interleaved
 rounds per (server, attacker on/off); the row is the run with the lowest p99 (other work on the
 machine only adds latency), "p99 runs" lists them all. "server CPU %" is the server's CPU time
-over the sending time. Load average {load[0][0]} before, {load[1][0]} after.
+over the sending time. Load average {load[0][0]} before, {load[1][0]} after. The latencies
+include the Python client's own scheduling delay; nsd's rows, timed by the same client, show
+that floor.
 
 {attack.table(result)}"""
 
