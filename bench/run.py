@@ -4,7 +4,10 @@
     .venv/bin/python -m bench --seconds 10 --repeats 3
     .venv/bin/python -m bench --quick           # 2 s runs, one round: a smoke test, not figures
 
-Results also land in ``bench/results/zone.json`` and ``bench/results/forward.json``.
+Results also land in ``bench/results/``: ``zone.json`` (UDP ndots:5 mix, A-only file and TCP),
+``forward.json``, ``attack.json`` and ``amplification.json``. The snapshot-loading section is
+rendered from ``bench/results/snapshot.json`` as ``python -m bench.snapshot`` last wrote it (that
+benchmark compares against an older commit and is not rerun here).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import forward, zone
-from bench.common import REPO, RESULTS, machine, table
+from bench import amplification, attack, forward, snapshot, zone
+from bench.common import LOADED, REPO, RESULTS, machine, table
 
 BENCHMARKS = REPO / "BENCHMARKS.md"
 
@@ -31,6 +34,98 @@ def _ratios(results: dict[str, Any], load: str, peer: str) -> str:
         f"{_ratio(results, load, peer):.2f}x {peer} "
         f"({_ratio(results, load, peer, 'qps_per_cpu'):.2f}x per CPU-second)"
     )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _versus(results: dict[str, Any], load: str, peer: str, floor: float) -> tuple[bool, str] | None:
+    """(met, figures) for "kubedns at least ``floor`` x ``peer`` in qps and answers per
+    CPU-second under ``load``, none lost"; None when that run is not in the results."""
+    if load not in results or peer not in results[load]:
+        return None
+    qps = _ratio(results, load, peer)
+    per_cpu = _ratio(results, load, peer, "qps_per_cpu")
+    lost = results[load]["kubedns"]["lost"]
+    ok = qps >= floor and per_cpu >= floor and lost == 0
+    return ok, (
+        f"{qps:.2f}x {peer} qps ({results[load]['kubedns']['qps']:,.0f} against "
+        f"{results[load][peer]['qps']:,.0f}), {per_cpu:.2f}x per CPU-second, {lost} lost"
+    )
+
+
+Row = tuple[str, str, tuple[bool, str] | None]
+
+
+def _attack_target(result: dict[str, Any]) -> Row:
+    k = result["results"]["kubedns"]
+    hit, quiet = k["attack"]["ordinary"], k["quiet"]["ordinary"]
+    cpu = "server_cpu_percent_while_sending"
+    figures = (
+        f"p99 {hit['p99_ms']:.2f} ms (without the attacker {quiet['p99_ms']:.2f} ms), "
+        f"{hit['lost']} of {hit['sent']:,} lost, max {hit['max_ms']:.1f} ms, "
+        f"server CPU {k['attack'][cpu]:.0f}% (without {k['quiet'][cpu]:.0f}%)"
+    )
+    what = (
+        f"Ordinary queries under {result['attack_rate']:g} cache-busting queries/s: "
+        "p99 < 50 ms, 0 lost"
+    )
+    return ("3", what, (hit["p99_ms"] < 50 and hit["lost"] == 0, figures))
+
+
+def _amplification_targets(m: dict[str, Any]) -> list[Row]:
+    big = m["max_reply"] or {}
+    steep = m["max_ratio_query"] or {}
+    size = (
+        f"{m['max_reply_bytes']:,} bytes (`{big.get('name')} {big.get('qtype')}`), "
+        f"{m['over_1232']} of {m['answered']} replies over"
+    )
+    ratio = (
+        f"{m['max_ratio']:.1f} (`{steep.get('name')} {steep.get('qtype')}`, "
+        f"{steep.get('query_bytes')} -> {steep.get('reply_bytes')} bytes), "
+        f"{m['over_ratio']} of {m['answered']} replies over 35"
+        + (f": {', '.join(m['offenders'])}" if m["offenders"] else "")
+    )
+    return [
+        ("4", "Largest UDP reply: <= 1232 bytes",
+         (m["max_reply_bytes"] <= amplification.MAX_UDP, size)),
+        ("4", "Reply bytes / query bytes: <= 35 for any query",
+         (m["max_ratio"] <= amplification.MAX_RATIO, ratio)),
+    ]  # fmt: skip
+
+
+def targets(
+    zone_result: dict[str, Any],
+    forward_result: dict[str, Any],
+    attack_result: dict[str, Any] | None,
+    amp_result: dict[str, Any] | None,
+) -> str:
+    """Issue 8's four targets, each with the figure that decides it, computed from this run."""
+    rows: list[Row] = []
+    z = zone_result["results"]
+    rows.append(("1", "Cluster zone, ndots:5 mix, UDP, loaded: >= 0.9x nsd, 0 lost",
+                 _versus(z, "loaded", "nsd", 0.9)))  # fmt: skip
+    rows.append(("1", "Cluster zone, A queries only, UDP, loaded: >= 0.9x nsd, 0 lost",
+                 _versus(zone_result.get("results_a", {}), "loaded", "nsd", 0.9)))  # fmt: skip
+    rows.append(("1", "Cluster zone, ndots:5 mix, TCP (`-m tcp`), loaded: >= 0.8x nsd, 0 lost",
+                 _versus(zone_result.get("results_tcp", {}), "loaded", "nsd", 0.8)))  # fmt: skip
+    f = forward_result["results"]
+    rows.append(("2", "Forwarded cache hits, loaded: >= 0.8x dnsmasq",
+                 _versus(f.get("cache-hit", {}), "loaded", "dnsmasq", 0.8)))  # fmt: skip
+    rows.append(("2", "ndots:5 walk to an outside name, loaded: >= 0.9x dnsmasq",
+                 _versus(f.get("ndots5", {}), "loaded", "dnsmasq", 0.9)))  # fmt: skip
+    if attack_result is not None and "kubedns" in attack_result["results"]:
+        rows.append(_attack_target(attack_result))
+    if amp_result is not None and "kubedns" in amp_result["summary"]:
+        rows += _amplification_targets(amp_result["summary"]["kubedns"])
+    lines = ["| # | target | measured | verdict |", "|---|---|---|---|"]
+    for number, what, outcome in rows:
+        if outcome is None:
+            lines.append(f"| {number} | {what} | not measured in this run | - |")
+        else:
+            lines.append(f"| {number} | {what} | {outcome[1]} | {_verdict(outcome[0])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _reading(zone_result: dict[str, Any], forward_result: dict[str, Any]) -> str:
@@ -81,11 +176,23 @@ def _reading(zone_result: dict[str, Any], forward_result: dict[str, Any]) -> str
             + ", ".join(f"{name} {a:,} / {d:,} / {s:,}" for name, (a, d, s) in burst.items())
             + ". What dnsperf counts as lost matches the kernel's `RcvbufErrors`: datagrams "
             "dropped at a full socket buffer while the server was busy, not queries the server "
-            "saw and ignored. nsd reads and writes in batches (`recvmmsg`/`sendmmsg`); kubedns "
-            "(through uvloop and libuv) makes one receive and one send system call per datagram. A "
-            "larger `SO_RCVBUF` would absorb such bursts. "
+            "saw and ignored. nsd and kubedns (by default, `udp.batch`) both read and write "
+            "in batches (`recvmmsg`/`sendmmsg`); a larger `SO_RCVBUF` absorbs longer bursts. "
             f"Lost in the loaded runs (400 in flight), all servers together: {loaded_lost}."
         )
+    for label, key in (("A queries only", "results_a"), ("ndots:5 mix over TCP", "results_tcp")):
+        extra = zone_result.get(key, {})
+        if "loaded" in extra:
+            k = extra["loaded"]["kubedns"]
+            lines.append(
+                f"* **Cluster zone, {label}, loaded.** kubedns {k['qps']:,.0f} qps, "
+                f"{_ratios(extra, 'loaded', 'nsd')}"
+                + (f" and {_ratios(extra, 'loaded', 'unbound')}" if "unbound" in extra["loaded"]
+                   else "")
+                + f", at {k['server_cpu_percent']:.0f}% CPU; lost "
+                + ", ".join(f"{n} {r['lost']}" for n, r in extra["loaded"].items())
+                + "."
+            )  # fmt: skip
     f = forward_result["results"]
     for mix in f:
         if "loaded" in f[mix]:
@@ -111,8 +218,113 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _zone_extra(zone_result: dict[str, Any]) -> str:
+    """The A-only and TCP tables, when the run has them."""
+    parts = []
+    queries = zone_result["queries"]
+    if zone_result.get("results_a"):
+        kinds = ", ".join(f"{k} {n}" for k, n in queries.get("a_only_by_lookup", {}).items())
+        loads = "\n".join(f"    {cmd}" for cmd in zone_result.get("a_loads", {}).values())
+        parts.append(
+            f"""### A queries only
+
+The ndots:5 mix above is mostly NXDOMAIN and AAAA NODATA; this file holds only its A queries
+for names that have A records ({queries.get("a_only", 0):,} queries: {kinds}), so every reply
+is a positive answer: what a pod gets once the search path found the name.
+
+{loads}
+
+{table(zone_result["results_a"])}"""
+        )
+    if zone_result.get("results_tcp"):
+        loads = "\n".join(f"    {cmd}" for cmd in zone_result.get("tcp_loads", {}).values())
+        parts.append(
+            f"""### The ndots:5 mix over TCP
+
+The same query file over TCP (`dnsperf -m tcp`): `-c` connections, the `-q` queries in flight
+pipelined over them, as NodeLocal DNSCache's `force_tcp` sends them.
+
+{loads}
+
+{table(zone_result["results_tcp"])}"""
+        )
+    return "\n".join(parts)
+
+
+def _attack_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return ""
+    load = result["loadavg_before_after"]
+    return f"""## Cache-busting attack on a 2,000-endpoint headless Service (`bench/attack.py`)
+
+The zone benchmark's cluster ({result["services"]:,} Services) plus `{result["big_name"]}`, a
+headless Service with {result["big_endpoints"]:,} ready endpoints and named ports (`http`,
+`grpc`), served by `kubedns serve --snapshot` and by nsd from the same exported records. One
+client process on the other CPU sends ordinary queries at {result["rate"]:,.0f} a second (the
+ndots:5 query file above, no EDNS, paced, over 4 UDP sockets) and times each reply from its
+own send timestamp; a query with no reply within {result["timeout"]:g} s is lost. The attacker,
+in the same process on its own socket, sends {result["attack_rate"]:g} queries a second, SRV
+(`_http._tcp.big...`) and A in turn, each with a random ID, random letter case, a random EDNS
+payload size in 512..65535 and one random EDNS option (padding of random length or a random
+client cookie): every one a different packet, and before issue 8 a reply-cache miss that
+rebuilt a 2,000-record answer. {result["seconds"]:g} s per run, {result["repeats"]} interleaved
+rounds per (server, attacker on/off); the row is the run with the lowest p99 (other work on the
+machine only adds latency), "p99 runs" lists them all. "server CPU %" is the server's CPU time
+over the sending time. Load average {load[0][0]} before, {load[1][0]} after. The latencies
+include the Python client's own scheduling delay; nsd's rows, timed by the same client, show
+that floor.
+
+{attack.table(result)}"""
+
+
+def _amplification_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return ""
+    parts = []
+    for server, rows in result["rows"].items():
+        m = result["summary"][server]
+        parts.append(
+            f"**{server}** ({m['answered']} of {m['queries']} queries answered; largest reply "
+            f"{m['max_reply_bytes']:,} bytes, largest ratio {m['max_ratio']:.1f})\n\n"
+            + amplification.table(rows)
+        )
+    tables = "\n".join(parts)
+    return f"""## Amplification: reply size and bytes out per byte in (`bench/amplification.py`)
+
+Each question below is sent over UDP once per EDNS shape: no EDNS, and EDNS payload
+{", ".join(str(p) for p in result["payloads"] if p != "none")}, each with DO clear and set
+({len(amplification.shapes())} shapes). A query is what a stub sends (header, question, an OPT
+without options when EDNS is on): nothing padded, so the ratio is what an attacker spoofing a
+victim's address gets. Forwarded names come from an origin dnsmasq holding large answers
+(100 A records under `many.example.org` and under the short `m.io`, a 1.6 kB TXT); they are
+asked once before, so the rows are cache hits. nsd, for reference, serves the same cluster
+records (it does not forward). Each row is the question's worst shape (largest ratio); the last
+column is its largest reply over all shapes. Limits: {result["limits"]["max_udp_bytes"]} bytes,
+ratio {result["limits"]["max_ratio"]:g}.
+
+{tables}"""
+
+
+def _snapshot_section() -> str:
+    """``bench/snapshot.py``'s section, from the results it last wrote (not rerun here)."""
+    path = RESULTS / "snapshot.json"
+    if not path.exists():
+        return ""
+    text = snapshot.render(json.loads(path.read_text()))
+    note = (
+        "\nFrom `bench/results/snapshot.json` as `.venv/bin/python -m bench.snapshot` last "
+        "wrote it (`make bench` does not rerun it: its *before* figures come from an older "
+        "commit, see `bench/snapshot.py`).\n"
+    )
+    return "\n" + text + note
+
+
 def render(
-    zone_result: dict[str, Any], forward_result: dict[str, Any], facts: dict[str, Any]
+    zone_result: dict[str, Any],
+    forward_result: dict[str, Any],
+    facts: dict[str, Any],
+    attack_result: dict[str, Any] | None = None,
+    amp_result: dict[str, Any] | None = None,
 ) -> str:
     when = zone_result.get("run_at") or _now()
     load = zone_result["loadavg_before_after"]
@@ -133,13 +345,21 @@ Generated by `make bench` (`bench/run.py`) on {when}; do not edit by hand, rerun
 Figures are from one machine and one run: compare ratios within a table, not absolute numbers
 across machines.
 
+What is measured, against issue 8's targets (summed up under "Targets" below): the cluster
+zone over UDP (the ndots:5 mix and A queries alone) and over TCP against nsd and unbound;
+forwarded cache hits and the ndots:5 walk to an outside name against a caching dnsmasq;
+ordinary queries' latency while an attacker sends cache-busting queries for a 2,000-endpoint
+headless Service; and the largest UDP reply and reply/query byte ratio over a set of worst-case
+queries. Each run: {zone_result["seconds"]:g} s per dnsperf run, best of {zone_result["repeats"]}.
+
 ## Machine
 
 * {facts["nproc"]} CPUs, {facts["cpu_model"] or "unknown CPU"}, Linux {facts["kernel"]},
   Python {facts["python"]}
 * {versions}
 * CPU pinning: {facts["pinning"]}. Each server runs single-threaded (kubedns is one asyncio
-  thread on uvloop; nsd `server-count: 1`; unbound `num-threads: 1`; dnsmasq is
+  thread on uvloop, reading and writing UDP in batches with `recvmmsg`/`sendmmsg` by default,
+  `udp.batch`; nsd `server-count: 1`; unbound `num-threads: 1`; dnsmasq is
   single-threaded), so every server gets one core and dnsperf the other. One dnsperf core
   saturates near 150k qps on this machine, so a server that stays under 100% CPU in a
   loaded run was held back by the client, or by other work on the machine.
@@ -154,7 +374,11 @@ across machines.
 
     make venv && make bench                     # everything, then rewrites this file
     .venv/bin/python -m bench.zone              # cluster zone only -> bench/results/zone.json
+    .venv/bin/python -m bench.zone --tcp        # the zone over TCP only -> zone-tcp.json
     .venv/bin/python -m bench.forward           # forwarding only -> bench/results/forward.json
+    .venv/bin/python -m bench.attack            # cache-busting attack -> attack.json
+    .venv/bin/python -m bench.amplification     # worst-case reply sizes -> amplification.json
+    .venv/bin/python -m bench --render-only     # rewrite this file from bench/results/*.json
     .venv/bin/python -m bench.gen_cluster --services 10000 --namespaces 1000 \\
         --endpoints 50000 -o cluster.json       # the generator alone
 
@@ -184,6 +408,7 @@ dnsperf command lines (`PORT` is each server's; `-l` seconds per run):
 {loads}
 
 {table(zone_result["results"])}
+{_zone_extra(zone_result)}
 Columns: "kubedns/peer" is kubedns's best qps over the peer's (above 1: kubedns faster);
 "lost" is dnsperf's count of unanswered queries; "rcvbuf drops" is the rise of the kernel's
 UDP `RcvbufErrors` during the run; CPU % is CPU time of the process tree over wall time; RSS
@@ -201,29 +426,27 @@ the larger average reply in `ndots5`.
 {forward_loads}
 
 {forward_tables}
+{_attack_section(attack_result)}
+{_amplification_section(amp_result)}
+## Targets (issue 8)
+
+Computed from the tables above; "loaded" is 400 queries in flight. A ratio target counts as met
+only if both the qps ratio and the answers-per-CPU-second ratio reach it.
+
+{targets(zone_result, forward_result, attack_result, amp_result)}
 ## Reading
 
 {_reading(zone_result, forward_result)}
 
-## What the profiles say (py-spy, loaded runs; see the notes below to reproduce)
+## What the profiles said before issue 8 (py-spy, loaded runs)
 
-* Cluster zone: kubedns's fast path (wire bytes cached per lowercased question, see DESIGN.md)
-  leaves little Python work per query. About two thirds of the samples sit in
-  `UDPProtocol._send`, i.e. the `sendto` system call (on loopback it also runs the receiver's
-  network stack), and most of the rest in uvloop's receive loop; `Responder.respond` is under
-  a fifth. Going much faster needs fewer system calls per reply (batching with
-  `recvmmsg`/`sendmmsg`, or more processes on `SO_REUSEPORT`), not leaner Python.
-* Forwarded cache hits cost far more Python per query than zone hits. In the zone profile
-  `Responder.respond` is under a fifth of the samples; in the `cache-hit` profile the responder
-  and the forwarder take about half, at well under half the throughput: roughly ten times the
-  Python time per query. The packet misses the responder's wire cache (forwarded replies are
-  not kept there), is parsed in full by `parse_query` (about 11% of samples), scanned again by
-  the forwarder's `wire.scan` (about 10%), looked up under a `CacheKey` dataclass in a
-  `TLRUCache`, has its TTLs rewritten by `set_ttls`, and bumps Prometheus counters under a
-  lock. That is why `cache-hit` trails dnsmasq much more than the zone mix trails nsd.
-* Start-up: snapshots used to go through PyYAML's pure-Python loader (9.9 s for the
-  1,000-Service dump, and a heap peak RSS kept). JSON dumps now take `json.loads` (0.7 s for
-  the 10,000-Service, 50,000-endpoint cluster) and YAML takes libyaml's loader when built.
+These profiles (2026-11-26) set issue 8's direction; they describe the code before it. Then,
+about two thirds of the zone samples sat in the `sendto` system call and uvloop's receive loop,
+one per datagram: hence UDP batching with `recvmmsg`/`sendmmsg` (now the default). Forwarded
+cache hits cost roughly ten times the Python of a zone hit (full parse, a second scan, a
+dataclass-keyed cache, TTL rewriting): hence forwarded hits on the same stored-bytes fast path.
+Snapshots went through PyYAML's pure-Python loader (9.9 s for the 1,000-Service dump): now
+`json.loads` for JSON and libyaml's loader for YAML (see "Loading a snapshot").
 
 To profile: `pip install py-spy` in a throwaway venv, start the benchmark's kubedns, then
 `py-spy record -p PID -d 8 -r 200 --format raw -o out.raw` while dnsperf runs.
@@ -256,24 +479,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         zone_result = json.loads((RESULTS / "zone.json").read_text())
         forward_result = json.loads((RESULTS / "forward.json").read_text())
+        attack_result, amp_result = (
+            json.loads(path.read_text()) if path.exists() else None
+            for path in (RESULTS / "attack.json", RESULTS / "amplification.json")
+        )
         args.output.write_text(
-            render(zone_result, forward_result, zone_result["machine"]) + _scale_section()
+            render(zone_result, forward_result, zone_result["machine"], attack_result, amp_result)
+            + _snapshot_section()
+            + _scale_section()
         )
         return 0
     seconds, repeats = (2.0, 1) if args.quick else (args.seconds, args.repeats)
     facts = machine()
     run_at = _now()
-    zone_result = zone.run(
-        services=args.services, namespaces=args.namespaces, seconds=seconds, repeats=repeats
-    )
-    forward_result = forward.run(seconds=seconds, repeats=repeats)
     RESULTS.mkdir(exist_ok=True)
+    zone_result = zone.run(
+        services=args.services,
+        namespaces=args.namespaces,
+        seconds=seconds,
+        repeats=repeats,
+        a_loads=(LOADED,),
+        tcp_loads=zone.over_tcp((LOADED,)),
+    )
     zone_result = {**zone_result, "machine": facts, "run_at": run_at}
     (RESULTS / "zone.json").write_text(json.dumps(zone_result, indent=2))
+    forward_result = forward.run(seconds=seconds, repeats=repeats)
     (RESULTS / "forward.json").write_text(
         json.dumps({**forward_result, "machine": facts}, indent=2)
     )
-    args.output.write_text(render(zone_result, forward_result, facts) + _scale_section())
+    attack_result = attack.run(
+        services=args.services, namespaces=args.namespaces, seconds=seconds, repeats=repeats
+    )
+    (RESULTS / "attack.json").write_text(json.dumps({**attack_result, "machine": facts}, indent=2))
+    amp_result = amplification.run(services=args.services, namespaces=args.namespaces)
+    (RESULTS / "amplification.json").write_text(
+        json.dumps({**amp_result, "machine": facts}, indent=2)
+    )
+    args.output.write_text(
+        render(zone_result, forward_result, facts, attack_result, amp_result)
+        + _snapshot_section()
+        + _scale_section()
+    )
     print(args.output.read_text())
     return 0
 

@@ -292,6 +292,22 @@ def query_mix(
     return out
 
 
+def a_only(
+    queries: Sequence[tuple[str, str, str]], index: RecordIndex
+) -> list[tuple[str, str, str]]:
+    """The mix's A queries whose name has A records (ClusterIP, headless and StatefulSet-peer
+    names): what the "A" half of target 1 asks about, without the NXDOMAIN expansions, AAAA
+    NODATA, SRV and PTR that dominate the ndots:5 mix."""
+    out = []
+    for name, qtype, kind in queries:
+        if qtype != "A":
+            continue
+        rrsets = index.records(name)
+        if rrsets is not None and A in rrsets:
+            out.append((name, qtype, kind))
+    return out
+
+
 def write_queries(queries: Iterable[tuple[str, str, str]], path: Path) -> Path:
     path.write_text("".join(f"{name} {qtype}\n" for name, qtype, _ in queries))
     return path
@@ -407,8 +423,14 @@ def run(
     workdir: Path | None = None,
     peers: Sequence[str] = ("nsd", "unbound"),
     dgram: bool = False,
+    a_loads: Sequence[Load] = (),
+    tcp_loads: Sequence[Load] = (),
 ) -> dict[str, Any]:
-    """Generate, export, start all three, cross-check, then dnsperf each server per load."""
+    """Generate, export, start all three, cross-check, then dnsperf each server per load.
+
+    ``a_loads`` also replays the A-only file (``a_only``) under those loads (``results_a``);
+    ``tcp_loads`` (``over_tcp`` loads) replays the ndots:5 mix over TCP (``results_tcp``), all
+    against the same server processes."""
     with tempfile.TemporaryDirectory(prefix="kubedns-bench-zone-") as tmp:
         work = workdir or Path(tmp)
         snapshot = gen_cluster.write_snapshot(
@@ -420,6 +442,8 @@ def run(
         datafile = write_queries(queries, work / "queries.txt")
         index, heap = traced_load(snapshot)
         by_zone = records(index)
+        a_queries = a_only(queries, index)
+        a_file = write_queries(a_queries, work / "queries-a.txt")
         started = start_peers(snapshot, by_zone, work, peers=peers, dgram=dgram)
         try:
             check = cross_check(started.servers, queries)
@@ -428,6 +452,17 @@ def run(
                 started.servers, datafile, loads=loads, seconds=seconds, repeats=repeats,
                 workdir=work,
             )  # fmt: skip
+            extra: dict[str, Any] = {}
+            if a_loads:
+                extra["results_a"] = measure(
+                    started.servers, a_file, loads=a_loads, seconds=seconds, repeats=repeats,
+                    workdir=work, label="a-",
+                )  # fmt: skip
+            if tcp_loads:
+                extra["results_tcp"] = measure(
+                    started.servers, datafile, loads=tcp_loads, seconds=seconds,
+                    repeats=repeats, workdir=work, label="tcp-",
+                )  # fmt: skip
             after = loadavg()
         finally:
             started.stop()
@@ -447,6 +482,8 @@ def run(
                 "count": len(queries),
                 "by_lookup": dict(mix.most_common()),
                 "by_qtype": dict(qtypes.most_common()),
+                "a_only": len(a_queries),
+                "a_only_by_lookup": dict(Counter(k for _, _, k in a_queries).most_common()),
             },
             "seconds": seconds,
             "loads": {
@@ -455,10 +492,23 @@ def run(
                 )
                 for load in loads
             },
+            "a_loads": {
+                load.name: command_line(
+                    dnsperf_argv(0, Path("queries-a.txt"), seconds=seconds, load=load)
+                )
+                for load in a_loads
+            },
+            "tcp_loads": {
+                load.name: command_line(
+                    dnsperf_argv(0, Path("queries.txt"), seconds=seconds, load=load)
+                )
+                for load in tcp_loads
+            },
             "repeats": repeats,
             "loadavg_before_after": [before, after],
             "cross_check": check,
             "results": results,
+            **extra,
         }
 
 
