@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import amplification, attack, forward, snapshot, zone
+from bench import amplification, attack, codec, forward, snapshot, zone
 from bench.common import LOADED, REPO, RESULTS, machine, table
 
 BENCHMARKS = REPO / "BENCHMARKS.md"
@@ -305,6 +305,16 @@ ratio {result["limits"]["max_ratio"]:g}.
 {tables}"""
 
 
+def _codec_section(result: dict[str, Any] | None) -> str:
+    """``bench/codec.py``'s section: measured now, or from its last results."""
+    path = RESULTS / "codec.json"
+    if result is None:
+        if not path.exists():
+            return ""
+        result = json.loads(path.read_text())
+    return "\n" + codec.render(result)
+
+
 def _snapshot_section() -> str:
     """``bench/snapshot.py``'s section, from the results it last wrote (not rerun here)."""
     path = RESULTS / "snapshot.json"
@@ -485,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.output.write_text(
             render(zone_result, forward_result, zone_result["machine"], attack_result, amp_result)
+            + _codec_section(None)
             + _snapshot_section()
             + _scale_section()
         )
@@ -515,8 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "amplification.json").write_text(
         json.dumps({**amp_result, "machine": facts}, indent=2)
     )
+    codec_result = codec.measure()
+    (RESULTS / "codec.json").write_text(json.dumps(codec_result, indent=2) + "\n")
     args.output.write_text(
         render(zone_result, forward_result, facts, attack_result, amp_result)
+        + _codec_section(codec_result)
         + _snapshot_section()
         + _scale_section()
     )
