@@ -203,8 +203,15 @@ class Server:
             self.responder.fallback = None
 
     async def stop(self) -> None:
-        """Not ready, a lame-duck period, close the listeners, let in-flight work finish, then
-        stop the watch through its stop event (last, so answers stay current to the end)."""
+        """Not ready, a lame-duck period, stop taking queries, finish and send every reply
+        in flight, close, then stop the watch through its stop event (last, so answers stay
+        current to the end).
+
+        Taking no more queries keeps the sockets open: the UDP socket stops being read but
+        still sends, and TCP stops accepting and reading while its connections write the
+        replies they owe. A forwarded query gives up after ``forward.timeout`` (with SERVFAIL,
+        or a stale answer), so the drain waits that long, plus a margin, before closing.
+        """
         self.stopping = True
         if self.config.ops.lame_duck > 0:
             log.info(
@@ -212,10 +219,14 @@ class Server:
             )
             await asyncio.sleep(self.config.ops.lame_duck)
         self._close_listeners()
+        timeout = self.config.forward.timeout + DRAIN_MARGIN
+        log.info("taking no more queries; sending the replies in flight (at most %.1f s)", timeout)
+        drains = []
         if self._udp is not None:
-            await self._udp.drain()
+            drains.append(self._udp.drain(timeout))
         if self._tcp_handler is not None:
-            await self._tcp_handler.drain()
+            drains.append(self._tcp_handler.drain(timeout))
+        await asyncio.gather(*drains)
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self.forwarder is not None:
@@ -228,6 +239,11 @@ class Server:
         if self.ops is not None:
             await self.ops.stop()
         log.info("stopped")
+
+
+DRAIN_MARGIN = 1.0
+"""Seconds the shutdown drain waits past ``forward.timeout``: time for a forwarded query that
+timed out to be answered (SERVFAIL or stale) and its reply sent."""
 
 
 def release_freed_memory() -> None:
@@ -271,14 +287,31 @@ def _enlarge_receive_buffer(sock: socket.socket | None) -> None:
 
 async def run(config: Config) -> None:
     """Serve until SIGTERM or SIGINT."""
-    server = Server(config)
-    server.load_sources()
-    await server.start()
+    # Handlers first: a signal that comes while the server starts must not take the default
+    # action (SIGHUP's ends the process; until it reloads the config, it does nothing).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _on_stop_signal, signum, stop)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup)
+    server = Server(config)
+    server.load_sources()
+    await server.start()
     try:
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _on_stop_signal(signum: int, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        log.info("%s: stopping", _name(signum))
+    stop.set()
+
+
+def _on_hangup() -> None:
+    log.info("SIGHUP ignored: reloading the configuration is not supported yet")
+
+
+def _name(signum: int) -> str:
+    return signal.Signals(signum).name

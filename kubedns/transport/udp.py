@@ -59,11 +59,12 @@ class UDPListener(Protocol):
         """The bound socket (for its address and buffer sizes)."""
 
     def close(self) -> None:
-        """Stop reading queries."""
+        """Stop reading queries; the socket stays open for the replies still in flight (it is
+        closed at once if there are none)."""
 
-    async def drain(self) -> None:
-        """Wait (bounded) for forwarded replies still in flight and send them, then let go of
-        the socket."""
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Wait up to ``timeout`` seconds for forwarded replies still in flight and send them,
+        then let go of the socket."""
 
 
 async def listen(
@@ -248,9 +249,9 @@ class BatchListener:
         if not self.pending:
             self._close_socket()
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         if self.pending:
-            await asyncio.wait(list(self.pending), timeout=DRAIN_TIMEOUT)
+            await asyncio.wait(list(self.pending), timeout=timeout)
         if self._queue:
             self._on_writable()  # one last try; whatever the kernel does not take is lost
         self._close_socket()
@@ -279,10 +280,15 @@ class DatagramListener:
         return sock
 
     def close(self) -> None:
-        self.transport.close()
+        # Closing the transport now would throw away the replies still in flight (asyncio
+        # sends nothing on a closing transport): stop taking queries, close after the drain.
+        self.protocol.stop_reading()
+        if not self.protocol.pending:
+            self.transport.close()
 
-    async def drain(self) -> None:
-        await self.protocol.drain()
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        await self.protocol.drain(timeout)
+        self.transport.close()
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -293,12 +299,23 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.max_pending = max_pending
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task[None]] = set()
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector transport does not subclass DatagramTransport, though it implements it.
         self.transport = typing.cast(asyncio.DatagramTransport, transport)
 
+    def stop_reading(self) -> None:
+        """Take no more queries (shutdown). asyncio's selector transport can stop reading the
+        socket; uvloop's cannot, so what it still reads is dropped unanswered here."""
+        self.reading = False
+        pause = getattr(self.transport, "pause_reading", None)
+        if pause is not None:
+            pause()
+
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if not self.reading:
+            return
         result = self.responder.respond(data, tcp=False)
         if result is None:
             metrics.DNS_DROPPED.labels("udp").inc()
@@ -327,7 +344,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
         # ICMP errors for earlier replies (the client went away) are not ours to fix.
         log.debug("udp error: %s", exc)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait for forwarded queries still in flight (used at shutdown)."""
         if self.pending:
-            await asyncio.wait(list(self.pending), timeout=DRAIN_TIMEOUT)
+            await asyncio.wait(list(self.pending), timeout=timeout)

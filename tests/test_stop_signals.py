@@ -1,0 +1,202 @@
+"""``kubedns serve`` and signals, as a real process: SIGTERM loses no reply already in flight
+(forwarded ones included) and exits 0; SIGHUP is logged and ignored.
+
+The upstream is a fake in this test's event loop that holds every query until the test lets
+it go, so "in flight" is a state the test waits for, never a guess about timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import pytest
+
+from kubedns.config import HostPort
+from tests.forward.fakes import FakeUpstream, answer_a, free_port
+from tests.zone.server import CLUSTER
+
+KUBEDNS = Path(sys.executable).parent / "kubedns"
+COMMAND = [str(KUBEDNS)] if KUBEDNS.exists() else [sys.executable, "-m", "kubedns"]
+IN_FLIGHT = 20
+WAIT = 30.0
+"""Seconds before a readiness wait gives up: a bound on a hang, not a timed assertion."""
+
+
+class Held:
+    """An upstream handler that answers only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.answer = answer_a("192.0.2.7")
+
+    async def __call__(self, data: bytes, proto: str) -> list[bytes]:
+        await self.release.wait()
+        return await self.answer(data, proto)
+
+
+class Kubedns:
+    """A ``kubedns serve`` process; its stderr is read line by line as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process, address: HostPort) -> None:
+        self.process = process
+        self.address = address
+        self.lines: list[str] = []
+        self._new_line = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            self.lines.append(raw.decode(errors="replace"))
+            self._new_line.set()
+        self._new_line.set()
+
+    async def wait_for_line(self, text: str) -> str:
+        async with asyncio.timeout(WAIT):
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if self._reader.done():
+                    raise AssertionError(f"no line with {text!r} in {self.lines}")
+                self._new_line.clear()
+                await self._new_line.wait()
+
+    async def wait_exit(self) -> int:
+        async with asyncio.timeout(WAIT):
+            code = await self.process.wait()
+            await self._reader
+        return code
+
+
+@asynccontextmanager
+async def kubedns_serve(*args: str) -> AsyncIterator[Kubedns]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "serve",
+        "--snapshot",
+        str(CLUSTER),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--log-format",
+        "text",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    server = Kubedns(process, HostPort("127.0.0.1", port))
+    try:
+        await server.wait_for_line("serving DNS on")
+        yield server
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        with suppress(BaseException):
+            await server._reader
+
+
+class Client:
+    """One UDP socket sending queries to kubedns and collecting the replies."""
+
+    def __init__(self, address: HostPort) -> None:
+        self.address = (address.host, address.port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.connect(self.address)
+
+    def send(self, name: str) -> int:
+        query = dns.message.make_query(name, "A")
+        self.sock.send(query.to_wire())
+        return query.id
+
+    async def receive(self) -> dns.message.Message:
+        data = await asyncio.get_running_loop().sock_recv(self.sock, 65535)
+        return dns.message.from_wire(data)
+
+    def received(self) -> list[dns.message.Message]:
+        """The replies already here, without waiting."""
+        replies = []
+        while True:
+            try:
+                replies.append(dns.message.from_wire(self.sock.recv(65535)))
+            except (BlockingIOError, ConnectionRefusedError):
+                return replies
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def asked(upstream: FakeUpstream) -> set[str]:
+    """The names the upstream was asked for."""
+    return {
+        dns.message.from_wire(data).question[0].name.to_text(omit_final_dot=True)
+        for _proto, data in upstream.queries
+    }
+
+
+async def wait_until(predicate: object) -> None:
+    async with asyncio.timeout(WAIT):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "datagram"])
+async def test_sigterm_answers_every_forwarded_query_in_flight_then_exits_0(
+    batch: bool, tmp_path: Path
+) -> None:
+    config = tmp_path / "kubedns.yaml"
+    config.write_text(json.dumps({"udp": {"batch": batch}}))
+    held = Held()
+    async with (
+        FakeUpstream(held) as upstream,
+        kubedns_serve("--config", str(config), "--upstream", str(upstream.address)) as server,
+    ):
+        client = Client(server.address)
+        try:
+            # Distinct names, and pairs of the same name, so shared exchanges are in flight too.
+            names = [f"q{i % (IN_FLIGHT // 2 + 5)}.example.com" for i in range(IN_FLIGHT)]
+            ids = [client.send(name) for name in names]
+            await wait_until(lambda: asked(upstream) >= set(names))
+            os.kill(server.process.pid, signal.SIGTERM)
+            await server.wait_for_line("taking no more queries")
+            late = Client(server.address)  # a query after SIGTERM is not taken any more
+            late.send("late.example.com")
+            held.release.set()
+            assert await server.wait_exit() == 0
+            replies = client.received()  # every reply was sent before the process exited
+            assert sorted(reply.id for reply in replies) == sorted(ids)
+            assert all(reply.rcode() == dns.rcode.NOERROR for reply in replies)
+            assert all(reply.answer for reply in replies)
+            assert "late.example.com" not in asked(upstream)
+            assert late.received() == []
+            late.close()
+        finally:
+            client.close()
+
+
+async def test_sighup_is_logged_and_ignored() -> None:
+    async with kubedns_serve("--no-forward") as server:
+        os.kill(server.process.pid, signal.SIGHUP)
+        await server.wait_for_line("SIGHUP")
+        client = Client(server.address)
+        try:
+            client.send("cluster.local")  # still serving after the signal
+            reply = await asyncio.wait_for(client.receive(), WAIT)
+            assert reply.rcode() == dns.rcode.NOERROR
+        finally:
+            client.close()
+        assert server.process.returncode is None
+        os.kill(server.process.pid, signal.SIGTERM)
+        assert await server.wait_exit() == 0
