@@ -188,6 +188,11 @@ class CacheConfig:
     size: int = 9984
     """Entries kept each for positive and for negative answers, least recently used evicted
     first (CoreDNS's default capacity). 0 turns the cache off."""
+    max_bytes: int = 16 << 20
+    """Bytes of answers kept each for positive and for negative answers, least recently used
+    evicted first, whichever of this and ``size`` is reached first. Upstream answers can be
+    large (64 KiB over TCP), so an entry count alone does not bound memory: names chosen by
+    clients with 26 KB answers grew RSS by 330 MB. An answer larger than this is not kept."""
     min_ttl: int = 5
     """Seconds: positive answers are kept at least this long, so names with TTL 0 do not turn
     every query into an upstream query (CoreDNS ``success ... minttl``)."""
@@ -521,6 +526,11 @@ def _validate_cache(cache: CacheConfig) -> None:
     if cache.min_ttl > cache.max_ttl:
         raise ConfigError(
             f"cache.min_ttl ({cache.min_ttl}) must not exceed cache.max_ttl ({cache.max_ttl})"
+        )
+    if cache.size > 0 and cache.max_bytes < 1024:
+        raise ConfigError(
+            f"cache.max_bytes is {cache.max_bytes}; at least 1024 while the cache is on "
+            "(cache.size 0 turns it off)"
         )
     if cache.servfail_ttl > 5:
         raise ConfigError(f"cache.servfail_ttl is {cache.servfail_ttl}; at most 5 s allowed")

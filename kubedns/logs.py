@@ -1,4 +1,10 @@
-"""Structured logging: one JSON object a line (for log pipelines) or plain text."""
+"""Structured logging: one JSON object a line (for log pipelines) or plain text.
+
+Clients choose what some log lines contain (a forwarded name can hold any byte, a newline
+too), so every format escapes control characters in the message: one record is always one
+line that no client can forge. Messages that can repeat once per query go through a
+``Throttle``, so a failing upstream cannot turn client traffic into log traffic.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,29 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from kubedns.config import LoggingConfig
+
+_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+"""C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: whatever
+a terminal or a log pipeline may take as the end of a line or as a command."""
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` (or ``\\uNNNN``)."""
+    return text.translate(_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter`` with the message escaped (tracebacks stay multi-line)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape(record.message)
+        return super().formatMessage(record)
 
 
 class JSONFormatter(logging.Formatter):
@@ -17,7 +44,9 @@ class JSONFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            # JSON escapes control characters itself; escaping first makes a name read the
+            # same in both formats.
+            "msg": escape(record.getMessage()),
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -29,7 +58,48 @@ def setup(settings: LoggingConfig) -> None:
     if settings.format == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
+
+
+class Throttle:
+    """At most one line per ``interval`` seconds at ``level`` for a message that can come once
+    per query; the ones in between go to debug and are counted in the next line.
+
+    Args:
+        logger: where the lines go.
+        level: the level of the lines that get through.
+        interval: seconds between two lines that get through.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        level: int = logging.INFO,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._level = level
+        self._interval = interval
+        self._clock = clock
+        self._next = float("-inf")
+        self.suppressed = 0
+        """Lines held back (logged at debug) since the last one that got through."""
+
+    def note(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now < self._next:
+            self.suppressed += 1
+            self._logger.debug(message, *args, stacklevel=2)
+            return
+        self._next = now + self._interval
+        if self.suppressed:
+            message += " (and %d more like it since the last such line, at debug level)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        self._logger.log(self._level, message, *args, stacklevel=2)

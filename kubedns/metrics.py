@@ -80,6 +80,12 @@ CACHE_ENTRIES = Gauge(
     "Entries in the cache of forwarded answers (mirrors CoreDNS coredns_cache_entries).",
     ["type"],
 )
+CACHE_BYTES = Gauge(
+    "kubedns_cache_bytes",
+    "Bytes held by the cache of forwarded answers (records plus an estimate of the overhead "
+    "per entry), bounded by cache.max_bytes per type.",
+    ["type"],
+)
 CACHE_EVICTIONS = Counter(
     "coredns_cache_evictions_total",
     "Entries pushed out because the cache was full "

@@ -1,5 +1,6 @@
-"""``kubedns serve`` and signals, as a real process: SIGTERM loses no reply already in flight
-(forwarded ones included) and exits 0; SIGHUP is logged and ignored.
+"""``kubedns serve`` as a real process: SIGTERM loses no reply already in flight (forwarded
+ones included) and exits 0; SIGHUP is logged and ignored; a client's name cannot forge a log
+line in either log format.
 
 The upstream is a fake in this test's event loop that holds every query until the test lets
 it go, so "in flight" is a state the test waits for, never a guess about timing.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -18,11 +20,12 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import dns.message
+import dns.name
 import dns.rcode
 import pytest
 
 from kubedns.config import HostPort
-from tests.forward.fakes import FakeUpstream, answer_a, free_port
+from tests.forward.fakes import FakeUpstream, answer_a, closed_port, free_port
 from tests.zone.server import CLUSTER
 
 KUBEDNS = Path(sys.executable).parent / "kubedns"
@@ -80,7 +83,7 @@ class Kubedns:
 
 
 @asynccontextmanager
-async def kubedns_serve(*args: str) -> AsyncIterator[Kubedns]:
+async def kubedns_serve(*args: str, log_format: str = "text") -> AsyncIterator[Kubedns]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         *COMMAND,
@@ -90,7 +93,7 @@ async def kubedns_serve(*args: str) -> AsyncIterator[Kubedns]:
         "--listen",
         f"127.0.0.1:{port}",
         "--log-format",
-        "text",
+        log_format,
         *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -116,7 +119,7 @@ class Client:
         self.sock.setblocking(False)
         self.sock.connect(self.address)
 
-    def send(self, name: str) -> int:
+    def send(self, name: str | dns.name.Name) -> int:
         query = dns.message.make_query(name, "A")
         self.sock.send(query.to_wire())
         return query.id
@@ -200,3 +203,36 @@ async def test_sighup_is_logged_and_ignored() -> None:
         assert server.process.returncode is None
         os.kill(server.process.pid, signal.SIGTERM)
         assert await server.wait_exit() == 0
+
+
+FORGED = b"x\n2026-01-01 00:00:00,000 ERROR kubedns.app: forged\r\x1b[2J"
+"""A label that, written raw, would end the line and start a forged one (and clear a screen)."""
+TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ kubedns[.a-z_]*: ")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_a_forwarded_name_cannot_forge_a_log_line(log_format: str) -> None:
+    upstream = str(closed_port())
+    async with kubedns_serve(
+        "--upstream", upstream, "--log-level", "debug", log_format=log_format
+    ) as server:
+        client = Client(server.address)
+        try:
+            client.send(dns.name.Name([FORGED, b"example", b"com", b""]))
+            reply = await asyncio.wait_for(client.receive(), WAIT)
+            assert reply.rcode() == dns.rcode.SERVFAIL
+        finally:
+            client.close()
+        os.kill(server.process.pid, signal.SIGTERM)
+        assert await server.wait_exit() == 0
+    logged = [line for line in server.lines if "forged" in line]
+    assert logged, "the failure was not logged"
+    for line in server.lines:
+        assert line.endswith("\n") and "\r" not in line and "\x1b" not in line
+        if log_format == "json":
+            assert json.loads(line)["logger"].startswith("kubedns")
+        elif not line.startswith(("Traceback", " ")):
+            assert TEXT_LINE.match(line), line
+    for line in logged:
+        message = json.loads(line)["msg"] if log_format == "json" else line
+        assert r"x\x0a2026-01-01" in message and r"\x0d\x1b[2j" in message

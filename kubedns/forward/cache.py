@@ -2,9 +2,10 @@
 
 Sans-I/O: time comes from an injected clock, so expiry is tested by moving a number. Two LRU
 stores (positive ``success`` and negative ``denial``, as CoreDNS), each bounded by
-``CacheConfig.size``. An entry keeps the upstream's records as a ``Template`` with the TTL of
-each record as clamped when stored; on the way out each TTL is lowered by the whole seconds
-the entry has aged.
+``CacheConfig.size`` entries and ``CacheConfig.max_bytes`` bytes (``entry_bytes``): clients
+choose the names, and with them how large each answer is. An entry keeps the upstream's
+records as a ``Template`` with the TTL of each record as clamped when stored; on the way out
+each TTL is lowered by the whole seconds the entry has aged.
 """
 
 from __future__ import annotations
@@ -107,14 +108,49 @@ def _capped(kind: Kind, ttls: list[int], cap: int) -> Lifetime | None:
     return Lifetime(kind, cap, tuple(min(ttl, cap) for ttl in ttls))
 
 
+ENTRY_OVERHEAD = 600
+"""Bytes an entry costs besides its records (measured with tracemalloc, CPython 3.11): the key
+and its name, the ``Entry`` and ``Template`` objects, their tuples, and the cache's own
+bookkeeping."""
+RECORD_OVERHEAD = 100
+"""Bytes each record costs besides its wire bytes: the ``bytes`` object and its TTL slots."""
+
+
+def entry_bytes(entry: Entry) -> int:
+    """What one entry is charged against ``CacheConfig.max_bytes``."""
+    template = entry.template
+    return ENTRY_OVERHEAD + template.size + RECORD_OVERHEAD * len(template.records)
+
+
 class _Store(TLRUCache[CacheKey, Entry]):
-    """A TLRU cache that counts capacity evictions (not expiries) for the metric."""
+    """A TLRU cache bounded in bytes (cachetools' ``maxsize`` with ``getsizeof``) and in
+    entries (kept here); counts capacity evictions (not expiries) for the metric."""
 
     def __init__(
-        self, kind: Kind, size: int, ttu: Callable[[CacheKey, Entry, float], float], clock: Clock
+        self,
+        kind: Kind,
+        *,
+        entries: int,
+        max_bytes: int,
+        ttu: Callable[[CacheKey, Entry, float], float],
+        clock: Clock,
     ) -> None:
-        super().__init__(maxsize=size, ttu=ttu, timer=clock)
+        super().__init__(maxsize=max_bytes, ttu=ttu, timer=clock, getsizeof=entry_bytes)
         self.kind = kind
+        self.max_entries = entries
+
+    def put(self, key: CacheKey, entry: Entry) -> bool:
+        """Store ``entry``, evicting the least recently used to stay within both bounds;
+        False (and any older entry for ``key`` dropped) if it alone exceeds the byte bound."""
+        if entry_bytes(entry) > self.maxsize:
+            self.pop(key, None)
+            return False
+        self.expire()
+        if key not in self:
+            while len(self) >= self.max_entries:
+                self.popitem()
+        self[key] = entry  # cachetools evicts the least recently used past maxsize bytes
+        return True
 
     def popitem(self) -> tuple[CacheKey, Entry]:
         # cachetools calls popitem only to make room: that is an eviction, not an expiry.
@@ -132,7 +168,13 @@ class ReplyCache:
         self._stores: dict[Kind, _Store] = {}
         if config.size > 0:
             self._stores = {
-                kind: _Store(kind, config.size, self._keep_until, clock)
+                kind: _Store(
+                    kind,
+                    entries=config.size,
+                    max_bytes=config.max_bytes,
+                    ttu=self._keep_until,
+                    clock=clock,
+                )
                 for kind in ("success", "denial")
             }
 
@@ -186,10 +228,16 @@ class ReplyCache:
         for kind, store in self._stores.items():
             if kind != entry.kind:
                 store.pop(key, None)  # a name that now exists must not stay negative
-        self._stores[entry.kind][key] = entry
+        stored = self._stores[entry.kind].put(key, entry)
         for kind, store in self._stores.items():
             metrics.CACHE_ENTRIES.labels(kind).set(len(store))
-        return True
+            metrics.CACHE_BYTES.labels(kind).set(int(store.currsize))
+        return stored
 
     def __len__(self) -> int:
         return sum(len(store) for store in self._stores.values())
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes charged for all entries (``entry_bytes``), both kinds together."""
+        return sum(int(store.currsize) for store in self._stores.values())

@@ -10,8 +10,11 @@ flight share one upstream exchange.
 
 Failure answers, decided here and nowhere else:
   * more than ``max_concurrent`` queries waiting on upstreams: REFUSED at once, as CoreDNS's
-    ``max_concurrent`` does. REFUSED rather than SERVFAIL because it tells a stub resolver to
-    try its next nameserver now, and no cache treats it as an answer about the name.
+    ``max_concurrent`` does. Every waiting query counts, a follower of a shared exchange too:
+    each holds a task, a client's reply and its place in the transports' pending sets, so one
+    popular name on a silent upstream must not pile them up without limit. REFUSED rather
+    than SERVFAIL because it tells a stub resolver to try its next nameserver now, and no
+    cache treats it as an answer about the name.
   * every upstream failed within the deadline: a stale answer if serve-stale is on and one is
     kept (RFC 8767), else SERVFAIL.
   * a name under ``never_forward`` (the cluster zone): REFUSED, defence in depth so a cluster
@@ -41,10 +44,14 @@ from kubedns.forward.loop import LoopGuard, probe_name
 from kubedns.forward.pool import AllUpstreamsFailedError, Pool, PoolSettings
 from kubedns.forward.stubs import StubRouter, canonical
 from kubedns.forward.upstream import ForwardError, new_id
+from kubedns.logs import Throttle
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+FAILURE_LOG_INTERVAL = 10.0
+"""Seconds between two info lines about queries every upstream failed; the rest go to debug."""
 
 _TYPE_HINFO = 13  # what CoreDNS's loop plugin asks for: no resolver has data for it
 
@@ -61,7 +68,8 @@ class Forwarder:
         cache: the cache of forwarded answers.
         listen: our own listen addresses; upstreams equal to them are dropped (never forward
             to ourselves) and reported in ``warnings``.
-        clock: monotonic seconds for the cache (injectable for tests). Upstream deadlines use
+        clock: monotonic seconds for the cache and the failure log's rate (injectable for
+            tests). Upstream deadlines use
             the event loop's clock, as asyncio time-outs do.
         resolv_conf: where default upstreams come from when ``forward.upstreams`` is empty.
         never_forward: zones (the cluster domain) whose names are refused, never sent upstream.
@@ -102,6 +110,9 @@ class Forwarder:
         self._in_flight = 0
         self._pending: dict[CacheKey, asyncio.Future[Template]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # One line per interval: a failing upstream fails every query, and the names are
+        # the clients' (the metrics count every failure).
+        self._failures = Throttle(log, interval=FAILURE_LOG_INTERVAL, clock=clock)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -182,19 +193,22 @@ class Forwarder:
         """The upstreams' answer to ``query`` (after ``lookup`` found none), as relayed: the
         upstream's records and rcode, our own EDNS, AA cleared."""
         metrics.CACHE_MISSES.inc()  # counted here, not in lookup: every miss comes here once
+        if self._in_flight >= self._config.max_concurrent:
+            metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
+            return error_template(REFUSED, recursion_available=True)
         key = CacheKey.of(query)
         shared = self._pending.get(key)
+        self._in_flight += 1
         try:
             if shared is not None:
                 # shield: a follower giving up must not cancel the answer others wait for.
                 return await asyncio.shield(shared)
-            if self._in_flight >= self._config.max_concurrent:
-                metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
-                return error_template(REFUSED, recursion_available=True)
             return await self._lead(query, key)
         except AllUpstreamsFailedError as exc:
-            log.info("%s", exc)
+            self._failures.note("%s", exc)
             return self._fail(key)
+        finally:
+            self._in_flight -= 1
 
     async def resolve(self, data: bytes, *, udp_limit: int | None = None) -> bytes:
         """The reply to one client query in wire format, for callers holding bytes (tests,
@@ -230,14 +244,14 @@ class Forwarder:
         """Ask the upstreams once for everyone who asks the same question meanwhile.
 
         Coalescing (as dnsmasq does) keeps a burst of identical queries, such as many pods
-        starting at once, from becoming a burst of identical upstream queries. Only the leader
-        holds a ``max_concurrent`` slot: followers cost no upstream traffic.
+        starting at once, from becoming a burst of identical upstream queries. Followers cost
+        no upstream traffic but hold a ``max_concurrent`` slot each, as the leader does; so
+        ``_pending`` (one entry per leader) never holds more than ``max_concurrent`` entries.
         """
         shared: asyncio.Future[Template] = asyncio.get_running_loop().create_future()
         self._pending[key] = shared
         pool = self._router.route(query.qname)
         deadline = asyncio.get_running_loop().time() + self._config.timeout
-        self._in_flight += 1
         try:
             scanned = await pool.exchange(
                 query.question,
@@ -253,7 +267,6 @@ class Forwarder:
             shared.exception()  # retrieved: there may be no follower to do it
             raise
         finally:
-            self._in_flight -= 1
             del self._pending[key]
         template = scanned.template
         if not self._rotate:
@@ -273,8 +286,14 @@ class Forwarder:
 
     @property
     def in_flight(self) -> int:
-        """Client queries waiting on upstreams right now."""
+        """Client queries waiting on upstreams right now, followers of a shared exchange
+        included: at most ``forward.max_concurrent``."""
         return self._in_flight
+
+    @property
+    def exchanges(self) -> int:
+        """Upstream exchanges in flight (each shared by one or more queries)."""
+        return len(self._pending)
 
     async def resolve_addresses(self, name: str, qtype: int) -> list[RR]:
         """The answer section for ``name``/``qtype`` through cache, stub domains and upstreams.

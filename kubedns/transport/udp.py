@@ -12,9 +12,9 @@ Two listeners behind one interface (``UDPListener``), chosen by ``listen()``:
 Both answer synchronously when ``Responder.respond`` can, and turn forwarded queries into
 tracked tasks, at most ``max_pending`` of them: beyond that the query is dropped and counted
 (``kubedns_udp_dropped_total{reason="pending"}``). The forwarder itself answers REFUSED once
-``forward.max_concurrent`` queries wait on upstreams, so the bound the app passes (twice that)
-is only reached by queries the forwarder does not count: followers of an identical query in
-flight and CNAME chases; a client retries a dropped query, and nothing is built for it.
+``forward.max_concurrent`` queries wait on upstreams (followers of an identical query in
+flight and CNAME chases included), so the bound the app passes (twice that) leaves room for
+replies finishing; a client retries a dropped query, and nothing is built for it.
 """
 
 from __future__ import annotations

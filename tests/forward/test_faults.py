@@ -373,7 +373,7 @@ async def test_identical_queries_in_flight_share_one_upstream_query() -> None:
         return await answer_a("192.0.2.41")(data, proto)
 
     async with FakeUpstream(held) as upstream:
-        forwarder = Forwarder(forward_config(upstream.address, max_concurrent=1), CacheConfig())
+        forwarder = Forwarder(forward_config(upstream.address, max_concurrent=3), CacheConfig())
         names = ["w.test.", "W.TEST.", "w.Test."]
         waiting = [asyncio.create_task(ask(forwarder, name, "A")) for name in names]
         await wait_for(lambda: upstream.count() == 1)
