@@ -189,6 +189,34 @@ async def test_sigterm_answers_every_forwarded_query_in_flight_then_exits_0(
             client.close()
 
 
+async def test_sigterm_answers_forwarded_queries_in_flight_over_tcp() -> None:
+    held = Held()
+    async with (
+        FakeUpstream(held) as upstream,
+        kubedns_serve("--upstream", str(upstream.address)) as server,
+    ):
+        reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+        queries = [dns.message.make_query(f"t{i}.example.com", "A") for i in range(5)]
+        for query in queries:
+            wire = query.to_wire()
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+        await writer.drain()
+        names = {f"t{i}.example.com" for i in range(5)}
+        await wait_until(lambda: asked(upstream) >= names)
+        os.kill(server.process.pid, signal.SIGTERM)
+        await server.wait_for_line("taking no more queries")
+        held.release.set()
+        assert await server.wait_exit() == 0
+        replies = []
+        async with asyncio.timeout(WAIT):  # all sent before the exit: already here
+            for _ in queries:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                replies.append(dns.message.from_wire(await reader.readexactly(size)))
+        writer.close()
+        assert sorted(r.id for r in replies) == sorted(q.id for q in queries)
+        assert all(r.rcode() == dns.rcode.NOERROR and r.answer for r in replies)
+
+
 async def test_sighup_is_logged_and_ignored() -> None:
     async with kubedns_serve("--no-forward") as server:
         os.kill(server.process.pid, signal.SIGHUP)

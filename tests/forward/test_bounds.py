@@ -58,7 +58,7 @@ async def test_followers_of_a_shared_exchange_count_against_max_concurrent() -> 
         forwarder = Forwarder(forward_config(upstream.address, max_concurrent=3), CacheConfig())
         before = sample("coredns_forward_max_concurrent_rejects_total")
         waiting = [asyncio.create_task(ask(forwarder, "same.test.", "A")) for _ in range(3)]
-        await wait_for(lambda: forwarder.in_flight == 3)
+        await wait_for(lambda: forwarder.in_flight == 3 and upstream.count() == 1)
         assert forwarder.exchanges == 1 and upstream.count() == 1
         for _ in range(2):  # the same name again: no slot left, shared or not
             assert (await ask(forwarder, "same.test.", "A")).rcode() == dns.rcode.REFUSED
