@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubedns import metrics
+from kubedns import limits, metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
@@ -136,6 +136,7 @@ class Server:
 
     async def start(self) -> None:
         """Start the watch and wait (bounded) for its first lists, then open the listeners."""
+        self.config = limits.fit_to_open_files(self.config)  # before any connection is taken
         if self.source is not None:
             self._spawn(self.source.run(self._stop_source), name="kube-source")
             if await self.source.wait_synced():

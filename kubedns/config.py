@@ -67,9 +67,24 @@ class TCPConfig:
     """DNS over TCP limits (RFC 7766)."""
 
     idle_timeout: float = 10.0
-    """Seconds a connection may sit idle between queries before it is closed."""
+    """Seconds a connection may sit idle between queries before it is closed (CoreDNS
+    ``timeouts`` plugin: idle 10 s)."""
     max_connections: int = 1000
-    """Connections beyond this are closed at once, so a flood cannot exhaust descriptors."""
+    """Connections open at once. A new connection past it closes the idlest one that has no
+    query pending, so a new client always gets in (RFC 7766 section 6.2.3); it is refused only
+    when every connection has a query in flight. Lowered at start, and logged, when it would
+    not fit the open-files limit with ``forward.max_concurrent`` exchanges."""
+    max_connections_per_client: int = 100
+    """Connections one source address may hold; its next one closes its own idlest (or is
+    refused if all are busy), so one client cannot take the slots of the others. Generous:
+    NodeLocal DNSCache opens one connection per concurrent query from one node address."""
+    write_timeout: float = 5.0
+    """Seconds a connection may be unable to flush its replies (a client that does not read)
+    before it is aborted (CoreDNS ``timeouts`` plugin: write 5 s)."""
+    max_lifetime: float = 60.0
+    """Seconds after which a connection takes no more queries and closes once its pending
+    ones are answered, so a trickle of queries cannot hold a slot forever. Clients reconnect
+    (RFC 7766 section 6.2.3); CoreDNS closes a connection after 128 queries instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,8 +565,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"dns_service {config.dns_service!r} must be namespace/name")
     if config.ttl.records > 2**31 - 1 or config.ttl.negative > 2**31 - 1:
         raise ConfigError("ttl values must fit in 31 bits (RFC 2181)")
-    if config.tcp.max_connections < 1:
-        raise ConfigError("tcp.max_connections must be at least 1")
+    if config.tcp.max_connections < 1 or config.tcp.max_connections_per_client < 1:
+        raise ConfigError("tcp.max_connections and tcp.max_connections_per_client must be >= 1")
+    if min(config.tcp.idle_timeout, config.tcp.write_timeout, config.tcp.max_lifetime) <= 0:
+        raise ConfigError("tcp.idle_timeout, write_timeout and max_lifetime must be positive")
     if not 512 <= config.replies.udp_size <= 4096:
         raise ConfigError(
             f"replies.udp_size is {config.replies.udp_size}; allowed 512 to 4096 "

@@ -117,6 +117,13 @@ FORWARD_DURATION = Histogram(
     ["to", "rcode"],
     buckets=tuple(0.00025 * 2**i for i in range(16)),  # 0.25 ms to 8 s
 )
+FORWARD_LOCAL_ERRORS = Counter(
+    "kubedns_forward_local_errors_total",
+    "Exchanges that could not start because a local socket could not be opened (errno name: "
+    "EMFILE, ENFILE, ENOBUFS, ENOMEM). Never counted as an upstream failure; the query gets "
+    "SERVFAIL unless another upstream or a stale answer serves it.",
+    ["reason"],
+)
 FORWARD_FAILURES = Counter(
     "kubedns_forward_failures_total",
     "Exchanges with an upstream that got no valid reply, by reason (timeout, refused, error). "
@@ -232,7 +239,16 @@ TCP_CONNECTIONS = Gauge(
 )
 TCP_REJECTED = Counter(
     "kubedns_tcp_connections_rejected_total",
-    "TCP connections closed at once because tcp.max_connections were open.",
+    "TCP connections closed at once: the cap (tcp.max_connections, or the client's "
+    "tcp.max_connections_per_client) was reached and every connection had a query in flight.",
+)
+TCP_CLOSED = Counter(
+    "kubedns_tcp_connections_closed_total",
+    "TCP connections the server closed, by reason: idle (idle_timeout), lifetime "
+    "(max_lifetime), write_timeout (the client did not read its replies), evicted (the idlest, "
+    "to admit a new connection at max_connections), client_limit (the client's own idlest, "
+    "at max_connections_per_client).",
+    ["reason"],
 )
 
 # --- end DNS server ----------------------------------------------------------------------

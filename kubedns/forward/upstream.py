@@ -10,6 +10,7 @@ deadline. A truncated UDP reply is retried over TCP within the same deadline.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 import time
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 PROBE_QUESTION = b"\x00" + TYPE_CLASS.pack(TYPE_NS, CLASS_IN)
 """``. IN NS``, what CoreDNS probes with: any upstream can answer it (even REFUSED counts)."""
+
+
+LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Errors of our own host, not of the upstream: no descriptor or buffer for a new socket."""
 
 
 class ForwardError(Exception):
@@ -124,6 +129,8 @@ class Upstream:
         except TimeoutError:
             raise self._failed("timeout", f"no valid reply within {timeout:.3f}s") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, OSError) and exc.errno in LOCAL_ERRNOS:
+                raise self._local_error(exc) from exc
             raise self._failed(
                 "refused" if isinstance(exc, ConnectionRefusedError) else "error",
                 str(exc) or type(exc).__name__,
@@ -139,6 +146,13 @@ class Upstream:
             log.info("upstream %s answers again", self.label)
         self.fails = 0
         metrics.FORWARD_UPSTREAM_UP.labels(self.label).set(1)
+
+    def _local_error(self, exc: OSError) -> UpstreamError:
+        """Our own socket could not be opened (out of descriptors or buffers): the upstream
+        was never asked, so its health is untouched and the failure is counted apart."""
+        name = errno.errorcode.get(exc.errno or 0, "unknown")
+        metrics.FORWARD_LOCAL_ERRORS.labels(name).inc()
+        return UpstreamError(self.address, "local", f"cannot open a socket: {name}")
 
     def _failed(self, reason: str, detail: str) -> UpstreamError:
         self.fails += 1

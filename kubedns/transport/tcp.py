@@ -15,6 +15,14 @@ connection are unanswered or while the transport's write buffer is over its high
 (a client that pipelines and never reads). Reading resumes when both clear. The receive buffer
 then holds at most one read's worth plus a partial frame, and the write buffer at most the
 high-water mark plus one batch of replies.
+
+Slots are shared fairly (RFC 7766 sections 6.2.3 and 6.2.4). One source address holds at most
+``max_connections_per_client``; at that cap, or at ``max_connections``, the idlest connection
+with no query in flight (of that client, or of all) is closed to make room, so a new client
+always gets in however many idle connections others keep. A connection is closed after
+``idle_timeout`` without a query and, however busy, stops taking queries after
+``max_lifetime``; one whose replies cannot be flushed for ``write_timeout`` (a client that does
+not read) is aborted.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
+from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -58,7 +67,10 @@ class TCPServer:
     def __init__(self, responder: Answerer, settings: TCPConfig) -> None:
         self.responder = responder
         self.settings = settings
-        self.connections: set[TCPConnection] = set()
+        self.connections: OrderedDict[TCPConnection, None] = OrderedDict()
+        """Every connection holding a slot, least recently active first."""
+        self.clients: dict[str, OrderedDict[TCPConnection, None]] = {}
+        """The same connections by source address, least recently active first."""
         self.shutting_down = False
         self.dropped = metrics.DNS_DROPPED.labels("tcp")
 
@@ -67,18 +79,55 @@ class TCPServer:
         return TCPConnection(self)
 
     def admit(self, connection: TCPConnection) -> bool:
+        """Give ``connection`` a slot, closing the idlest connection of its client (at the
+        per-client cap) or of all (at the global cap) to make room; False if none is idle."""
         if self.shutting_down:
             return False
-        if len(self.connections) >= self.settings.max_connections:
-            log.warning("tcp: %d connections open, refusing one more", len(self.connections))
+        settings = self.settings
+        group = self.clients.get(connection.client)
+        if group is not None and len(group) >= settings.max_connections_per_client:
+            full, reason = group, "client_limit"
+        elif len(self.connections) >= settings.max_connections:
+            full, reason = self.connections, "evicted"
+        else:
+            full = None
+        if full is not None and not self._evict_idlest(full, reason):
+            log.warning(
+                "tcp: %d connections open (%d from %s), all busy: refusing one more",
+                len(self.connections),
+                len(group or ()),
+                connection.client,
+            )
             metrics.TCP_REJECTED.inc()
             return False
-        self.connections.add(connection)
+        self.connections[connection] = None
+        self.clients.setdefault(connection.client, OrderedDict())[connection] = None
         metrics.TCP_CONNECTIONS.set(len(self.connections))
         return True
 
+    @staticmethod
+    def _evict_idlest(group: OrderedDict[TCPConnection, None], reason: str) -> bool:
+        """Close the least recently active connection of ``group`` with no query in flight
+        (its client must reconnect, as RFC 7766 clients are prepared to); False if none."""
+        for candidate in group:
+            if not candidate.pending:
+                candidate.evict(reason)
+                return True
+        return False
+
+    def touch(self, connection: TCPConnection) -> None:
+        """``connection`` was just active: it becomes the last to be evicted."""
+        if connection in self.connections:
+            self.connections.move_to_end(connection)
+            self.clients[connection.client].move_to_end(connection)
+
     def release(self, connection: TCPConnection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            del self.connections[connection]
+            group = self.clients[connection.client]
+            del group[connection]
+            if not group:
+                del self.clients[connection.client]
         metrics.TCP_CONNECTIONS.set(len(self.connections))
 
     def close_all(self) -> None:
@@ -123,8 +172,13 @@ class TCPConnection(asyncio.Protocol):
         self.shutting = False
         """Shutdown or idle: take no more queries, close once the pending are answered."""
         self.lost = False
-        self.last_active = self.loop.time()
+        self.client = ""
+        """The source address: the unit of ``max_connections_per_client``."""
+        self.opened = self.last_active = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
+        """The idle and lifetime check."""
+        self.write_timer: asyncio.TimerHandle | None = None
+        """Armed while replies cannot be flushed: ``write_timeout`` then aborts."""
         self.done: asyncio.Future[None] = self.loop.create_future()
         """Resolved when the socket is closed and no forwarded query is pending."""
 
@@ -132,12 +186,17 @@ class TCPConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.server.admit(self):
             self.shutting = True
             self.lost = True  # never admitted: nothing to release
             self.transport.close()
             return
-        self.timer = self.loop.call_later(self.server.settings.idle_timeout, self._check_idle)
+        settings = self.server.settings
+        self.timer = self.loop.call_later(
+            min(settings.idle_timeout, settings.max_lifetime), self._check_idle
+        )
 
     def data_received(self, data: bytes) -> None:
         if self.shutting:
@@ -155,16 +214,21 @@ class TCPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._arm_write_timer()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
         self._resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.write_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.write_timer = None
         self.buffer.clear()
         if self.lost:  # refused at connection_made
             self._set_done()
@@ -226,6 +290,7 @@ class TCPConnection(asyncio.Protocol):
             # Only whole queries count as activity: a client trickling a frame byte by byte
             # is idle, and cannot hold its connection past the timeout that way.
             self.last_active = self.loop.time()
+            self.server.touch(self)
         if offset < end:
             self.buffer += memoryview(data)[offset:]
         self._update_reading()
@@ -252,6 +317,7 @@ class TCPConnection(asyncio.Protocol):
             self._write(len(reply).to_bytes(2, "big") + reply)
             metrics.REPLIES.count("tcp", reply)
         self.last_active = self.loop.time()
+        self.server.touch(self)
         if self.lost:
             self._release_if_done()
         else:
@@ -310,30 +376,74 @@ class TCPConnection(asyncio.Protocol):
         if transport is None or self.lost or transport.is_closing() or self.pending:
             return
         if self.shutting or (self.eof and not self._has_whole_frame()):
-            transport.close()
+            self._close()
 
-    def _check_idle(self) -> None:
-        """The idle timeout: a connection with nothing pending and no query for
-        ``idle_timeout`` seconds is closed; one that cannot even flush its replies (the client
-        does not read) is aborted, as closing would wait for the flush forever."""
-        self.timer = None
+    def _close(self) -> None:
+        """Close after the write buffer is flushed, but abort if that takes ``write_timeout``
+        (closing alone would wait forever on a client that does not read)."""
         transport = self.transport
-        if transport is None or self.lost:
+        if transport is None or transport.is_closing():
             return
-        idle = self.server.settings.idle_timeout
-        if self.pending:
-            self.timer = self.loop.call_later(idle, self._check_idle)
+        transport.close()
+        if transport.get_write_buffer_size():
+            self._arm_write_timer()
+
+    def _arm_write_timer(self) -> None:
+        if self.write_timer is None:
+            timeout = self.server.settings.write_timeout
+            self.write_timer = self.loop.call_later(timeout, self._write_timed_out)
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        if self.transport is None or self.lost:
             return
-        due = self.last_active + idle
-        if self.loop.time() < due:
-            self.timer = self.loop.call_at(due, self._check_idle)
-            return
+        metrics.TCP_CLOSED.labels("write_timeout").inc()
         self.shutting = True
         self.buffer.clear()
+        self.transport.abort()  # the forwarded queries still pending finish and are dropped
+
+    def evict(self, reason: str) -> None:
+        """Close now to give the slot to a new connection (``TCPServer.admit``); the slot is
+        free at once, the descriptor once the event loop closes the socket."""
+        metrics.TCP_CLOSED.labels(reason).inc()
+        self.shutting = True
+        self.buffer.clear()
+        self.server.release(self)
+        transport = self.transport
+        if transport is None:
+            return
         if transport.get_write_buffer_size():
             transport.abort()
         else:
             transport.close()
+
+    def _check_idle(self) -> None:
+        """The idle timeout and the lifetime. A connection with nothing pending and no query
+        for ``idle_timeout`` seconds is closed. One open for ``max_lifetime`` takes no more
+        queries and is closed once its pending ones are answered, so a trickle of queries
+        cannot keep it forever. Closing waits ``write_timeout`` at most for the flush."""
+        self.timer = None
+        transport = self.transport
+        if transport is None or self.lost or self.shutting:
+            return
+        settings = self.server.settings
+        now = self.loop.time()
+        end_of_life = self.opened + settings.max_lifetime
+        if now >= end_of_life:
+            reason = "lifetime"
+        else:
+            # A query in flight is activity: look again later rather than close.
+            since = now if self.pending else self.last_active
+            due = min(since + settings.idle_timeout, end_of_life)
+            if now < due:
+                self.timer = self.loop.call_at(due, self._check_idle)
+                return
+            reason = "idle"
+        metrics.TCP_CLOSED.labels(reason).inc()
+        self.shutting = True
+        self.buffer.clear()
+        self._update_reading()
+        self._finish_if_idle()
 
     def _release_if_done(self) -> None:
         if not self.pending:

@@ -223,7 +223,8 @@ async def test_client_that_never_reads_is_bounded() -> None:
     """A client pipelines queries for kilobyte replies and reads nothing: the server stops
     reading once its write buffer is full, so what it holds stays bounded however much the
     client tries to send. Once the client reads, every query it got through is answered."""
-    async with serving() as (server, _, _):
+    # A write timeout longer than the test: this client reads late, but it does read.
+    async with serving(**{"tcp.write_timeout": 600.0}) as (server, _, _):
         loop = asyncio.get_running_loop()
         sock = socket.create_connection((server.address.host, server.address.port))
         sock.setblocking(False)
@@ -436,17 +437,23 @@ async def test_drain_gives_up_on_replies_that_never_come() -> None:
         assert await client.is_closed_by_server()
 
 
-async def test_connections_past_the_cap_are_refused() -> None:
-    handler = TCPServer(FakeAnswers(), TCPConfig(max_connections=1))
+async def test_connections_past_the_cap_are_refused_only_when_all_are_busy() -> None:
+    """At the cap a new connection is refused only if no connection is idle: here the one
+    slot holds a query that never completes (tests/transport/test_tcp_fairness.py has the
+    idle case, where the idlest makes room)."""
+    answers = FakeAnswers()
+    handler = TCPServer(answers, TCPConfig(max_connections=1))
     listener = await asyncio.get_running_loop().create_server(handler, "127.0.0.1", 0)
     address = HostPort("127.0.0.1", listener.sockets[0].getsockname()[1])
     first = await Client.connect(address)
-    first.send(query("fine", 1))
-    assert (await first.reply()).id == 1
+    first.send(query("never", 1), query("fine", 2))
+    assert (await first.reply()).id == 2
     second = await Client.connect(address)
     assert await second.is_closed_by_server()
-    first.send(query("fine", 2))
-    assert (await first.reply()).id == 2
+    first.send(query("fine", 3))
+    assert (await first.reply()).id == 3
     first.close()
+    handler.close_all()
+    await handler.drain(timeout=0.1)
     await until(lambda: not handler.connections)
     listener.close()
