@@ -156,6 +156,9 @@ class WebhookConfig:
     """Seconds a new connection has to finish its TLS handshake."""
     body_timeout: float = 10.0
     """Seconds a client has to send a whole request body (so a trickle cannot hold a slot)."""
+    idle_timeout: float = 30.0
+    """Seconds a connection may go with no request running before it is closed: idle
+    keep-alive, and headers sent a byte at a time (aiohttp has no header timeout)."""
     workers: int = 2
     """Threads that decode and mutate reviews, off the event loop that answers /healthz."""
 
@@ -581,7 +584,7 @@ def _validate_webhook(webhook: WebhookConfig) -> None:
     for key in ("max_body_bytes", "max_env_bytes", "max_connections", "workers"):
         if getattr(webhook, key) < 1:
             raise ConfigError(f"webhook.{key} must be at least 1")
-    for key in ("handshake_timeout", "body_timeout"):
+    for key in ("handshake_timeout", "body_timeout", "idle_timeout"):
         if getattr(webhook, key) <= 0:
             raise ConfigError(f"webhook.{key} must be more than 0 seconds")
 

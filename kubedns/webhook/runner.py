@@ -79,7 +79,9 @@ def prepare(config: Config) -> Prepared:
     handler = ReviewHandler(catalog, settings, executor, body_timeout=webhook.body_timeout)
     app = make_app(handler, max_body_bytes=webhook.max_body_bytes)
     host, port = webhook.listen.host, webhook.listen.port
-    limits = ConnectionLimits(webhook.max_connections, webhook.handshake_timeout)
+    limits = ConnectionLimits(
+        webhook.max_connections, webhook.handshake_timeout, webhook.idle_timeout
+    )
     server = WebhookServer(app, host=host, port=port, certificates=certificates, limits=limits)
     return Prepared(server, catalog, source, executor)
 

@@ -24,12 +24,14 @@ import logging
 import os
 import socket
 import ssl
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from kubedns.metrics import (
     WEBHOOK_CERT_RELOADS,
@@ -236,8 +238,67 @@ def _json(status: int, body: bytes, *, close: bool = False) -> web.Response:
     return response
 
 
+class Activity:
+    """When each connection last started or finished a request, and how many are running.
+
+    aiohttp has no timeout for a request's headers: a client sending them a byte a second
+    would hold its connection (and a ``max_connections`` slot) for ever. The server closes a
+    connection that has had no request running for ``idle_timeout`` seconds, which covers
+    slow headers and idle keep-alive alike.
+    """
+
+    def __init__(self) -> None:
+        # Keyed by aiohttp's RequestHandler (slotted: no weak references); entries of closed
+        # connections are dropped by every sweep.
+        self._connections: dict[Any, list[float]] = {}
+
+    def opened(self, connection: Any) -> None:
+        self._connections[connection] = [0.0, time.monotonic()]
+
+    def begin(self, connection: Any) -> None:
+        entry = self._connections.get(connection)
+        if entry is not None:
+            entry[0] += 1
+            entry[1] = time.monotonic()
+
+    def end(self, connection: Any) -> None:
+        entry = self._connections.get(connection)
+        if entry is not None:
+            entry[0] -= 1
+            entry[1] = time.monotonic()
+
+    def take_idle(self, deadline: float) -> list[Any]:
+        """Forget closed connections; return (and forget) those with no request running and
+        no activity since ``deadline``."""
+        idle = []
+        for connection, (busy, last) in list(self._connections.items()):
+            if connection.transport is None:
+                del self._connections[connection]
+            elif not busy and last < deadline:
+                del self._connections[connection]
+                idle.append(connection)
+        return idle
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+
+ACTIVITY = web.AppKey("activity", Activity)
+
+
+@web.middleware
+async def _track_activity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    activity = request.app[ACTIVITY]
+    activity.begin(request.protocol)
+    try:
+        return await handler(request)
+    finally:
+        activity.end(request.protocol)
+
+
 def make_app(handler: ReviewHandler, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_track_activity])
+    app[ACTIVITY] = Activity()
     app.router.add_post("/mutate", handler.mutate)
     app.router.add_get("/healthz", handler.healthz)
     app.router.add_get("/readyz", handler.readyz)
@@ -250,6 +311,8 @@ class ConnectionLimits:
     """Open connections at once, handshakes included; more are closed on arrival."""
     handshake_timeout: float = 10.0
     """Seconds to finish the TLS handshake."""
+    idle_timeout: float = 30.0
+    """Seconds a connection may go with no request running (slow headers count as none)."""
 
 
 class WebhookServer:
@@ -279,6 +342,7 @@ class WebhookServer:
         self._listener: asyncio.Server | None = None
         self._open: set[asyncio.Transport] = set()
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         sock = self._bind()
@@ -288,6 +352,7 @@ class WebhookServer:
         await self._runner.setup()
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(lambda: _Gate(self), sock=sock)
+        self._reaper = loop.create_task(self._close_idle(), name="webhook-idle-reaper")
         port: int = sock.getsockname()[1]
         log.info("webhook serving HTTPS on %s port %d", self._host, port)
         return port
@@ -339,6 +404,20 @@ class WebhookServer:
             transport.abort()
             return
         protocol.connection_made(tls)
+        self._app[ACTIVITY].opened(protocol)
+
+    async def _close_idle(self) -> None:
+        activity = self._app[ACTIVITY]
+        timeout = self._limits.idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            for connection in activity.take_idle(time.monotonic() - timeout):
+                # Nothing is running on it. A request parsed this very moment but not started
+                # yet sits in aiohttp's queue: leave that connection be (checked best-effort).
+                if getattr(connection, "_messages", None):
+                    activity.opened(connection)
+                    continue
+                connection.force_close()
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
@@ -357,6 +436,9 @@ class WebhookServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         for task in list(self._handshakes):
             task.cancel()
         if self._runner is not None:

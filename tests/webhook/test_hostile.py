@@ -332,6 +332,42 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut_off(start: Start, tls: Pki) -
     assert answer.startswith(b"HTTP/1.1 408")
 
 
+async def test_headers_sent_a_byte_at_a_time_are_cut_off(start: Start, tls: Pki) -> None:
+    url, _ = await start(idle_timeout=1.0)
+    reader, writer = await _tls_connect(url, tls)
+    head = b"POST /mutate HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+
+    async def trickle() -> None:
+        try:
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            pass
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        assert await asyncio.wait_for(_closed_by_server(reader), GENEROUS) == b""
+    finally:
+        trickling.cancel()
+        writer.close()
+
+
+async def test_a_working_keep_alive_connection_is_not_cut(
+    start: Start, tls: Pki, session: aiohttp.ClientSession
+) -> None:
+    url, _ = await start(idle_timeout=1.0)
+    connector = aiohttp.TCPConnector(ssl=tls.client_context(), limit=1)
+    async with aiohttp.ClientSession(connector=connector) as keep_alive:
+        # Requests one after another on one connection, each well within the idle timeout,
+        # for longer than the timeout in total: the connection serves them all.
+        for _ in range(8):
+            async with keep_alive.post(f"{url}/mutate", json=review(shop_pod())) as response:
+                assert response.status == 200
+            await asyncio.sleep(0.25)
+
+
 async def test_a_silent_connection_is_closed_after_the_handshake_timeout(start: Start) -> None:
     url, _ = await start(handshake_timeout=0.5)
     reader, writer = await asyncio.open_connection(*_host_port(url))
