@@ -159,6 +159,9 @@ class WebhookConfig:
     idle_timeout: float = 30.0
     """Seconds a connection may go with no request running before it is closed: idle
     keep-alive, and headers sent a byte at a time (aiohttp has no header timeout)."""
+    max_reviews: int = 16
+    """Reviews read and worked on at once; more wait with their bodies unread, so bodies in
+    memory stay within ``max_reviews`` x ``max_body_bytes`` (48 MiB), not per connection."""
     workers: int = 2
     """Threads that decode and mutate reviews, off the event loop that answers /healthz."""
 
@@ -581,7 +584,7 @@ def _validate_webhook(webhook: WebhookConfig) -> None:
         name = getattr(webhook, key)
         if not name or " " in name or name.count("/") > 1:
             raise ConfigError(f"webhook.{key} {name!r} is not an annotation name")
-    for key in ("max_body_bytes", "max_env_bytes", "max_connections", "workers"):
+    for key in ("max_body_bytes", "max_env_bytes", "max_connections", "max_reviews", "workers"):
         if getattr(webhook, key) < 1:
             raise ConfigError(f"webhook.{key} must be at least 1")
     for key in ("handshake_timeout", "body_timeout", "idle_timeout"):

@@ -48,6 +48,10 @@ WEBHOOK_CONNECTIONS_REFUSED = Counter(
     "kubedns_webhook_connections_refused_total",
     "Connections closed on arrival because webhook.max_connections were open.",
 )
+WEBHOOK_REVIEWS_WAITING = Gauge(
+    "kubedns_webhook_reviews_waiting",
+    "Reviews waiting, body unread, for one of webhook.max_reviews slots.",
+)
 WEBHOOK_SERVICES = Gauge(
     "kubedns_webhook_services",
     "Services the webhook knows (those with a cluster IP feed environment variables).",

@@ -15,7 +15,8 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 MAX_UID_LENGTH = 128
-"""UIDs are 36-character UUIDs; the uid is echoed and logged, so a longer one is refused."""
+"""UIDs are 36-character UUIDs; the uid is echoed and logged, so a longer one is refused, as
+is one with control characters (a newline in it could forge a log line)."""
 
 
 class ReviewError(ValueError):
@@ -92,8 +93,8 @@ def _check_request(request: dict[str, Any]) -> AdmissionRequest:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise ReviewError("request.uid is missing")
-    if len(uid) > MAX_UID_LENGTH:
-        raise ReviewError("request.uid is longer than a UID")
+    if len(uid) > MAX_UID_LENGTH or not uid.isprintable():
+        raise ReviewError("request.uid is not a UID (too long, or control characters)")
     kind = request.get("kind")
     if not isinstance(kind, dict) or _gvk(kind) != ("", "v1", "Pod"):
         found = _short_repr(kind)

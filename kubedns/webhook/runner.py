@@ -76,7 +76,13 @@ def prepare(config: Config) -> Prepared:
     except CertificateError as exc:
         raise WebhookStartError(str(exc)) from exc
     executor = ThreadPoolExecutor(webhook.workers, thread_name_prefix="webhook-mutate")
-    handler = ReviewHandler(catalog, settings, executor, body_timeout=webhook.body_timeout)
+    handler = ReviewHandler(
+        catalog,
+        settings,
+        executor,
+        body_timeout=webhook.body_timeout,
+        slots=asyncio.Semaphore(webhook.max_reviews),
+    )
     app = make_app(handler, max_body_bytes=webhook.max_body_bytes)
     host, port = webhook.listen.host, webhook.listen.port
     limits = ConnectionLimits(

@@ -40,6 +40,7 @@ from kubedns.metrics import (
     WEBHOOK_ENV_OVER_BUDGET,
     WEBHOOK_ERRORS,
     WEBHOOK_REVIEWS,
+    WEBHOOK_REVIEWS_WAITING,
 )
 from kubedns.webhook.mutate import MutateSettings, Mutation, mutate
 from kubedns.webhook.review import (
@@ -132,8 +133,24 @@ class ReviewHandler:
     """Where decoding and mutating run; None is the loop's default pool."""
     body_timeout: float = 10.0
     """Seconds a client has to send the whole body."""
+    slots: asyncio.Semaphore | None = None
+    """Reviews read and worked on at once; None is no limit. Others wait with their bodies
+    unread, so bodies in memory stay within ``slots`` times the body limit."""
 
     async def mutate(self, request: web.Request) -> web.StreamResponse:
+        if self.slots is None:
+            return await self._review(request)
+        WEBHOOK_REVIEWS_WAITING.inc()
+        try:
+            await self.slots.acquire()
+        finally:
+            WEBHOOK_REVIEWS_WAITING.dec()
+        try:
+            return await self._review(request)
+        finally:
+            self.slots.release()
+
+    async def _review(self, request: web.Request) -> web.StreamResponse:
         if request.content_type != JSON_TYPE:
             WEBHOOK_REVIEWS.labels("unsupported").inc()
             raise web.HTTPUnsupportedMediaType(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -179,37 +180,64 @@ class _SlowCatalog(ServiceCatalog):
         return super().services_for(namespace)
 
 
-async def test_healthz_answers_while_a_mutation_is_running(
-    tls: Pki, session: aiohttp.ClientSession
-) -> None:
+@contextlib.asynccontextmanager
+async def _slow_webhook(tls: Pki, *, max_reviews: int = 16) -> AsyncIterator[tuple[str, Any]]:
+    """A webhook whose mutations wait inside the catalogue until ``catalog.release``."""
     catalog = _SlowCatalog()
     catalog.apply(Replace("Service", ()))
     catalog.apply(Replace("ConfigMap", ()))
     settings = mutate_settings(load(None, {"webhook.cluster_dns": ["10.96.0.10"]}), ResolvConf())
     with ThreadPoolExecutor(2) as executor:
+        handler = ReviewHandler(catalog, settings, executor, slots=asyncio.Semaphore(max_reviews))
         server = WebhookServer(
-            make_app(ReviewHandler(catalog, settings, executor), max_body_bytes=1 << 20),
+            make_app(handler, max_body_bytes=1 << 20),
             host="127.0.0.1",
             port=0,
             certificates=CertificateReloader(tls.cert, tls.key),
         )
         url = f"https://127.0.0.1:{await server.start()}"
         try:
-            reviewing = asyncio.create_task(
-                session.post(f"{url}/mutate", json=review(shop_pod(), uid="slow"))
-            )
-            assert await asyncio.to_thread(catalog.entered.wait, GENEROUS)
-            async with session.get(f"{url}/healthz") as response:
-                assert response.status == 200
-            # Answered while the mutation was still in the middle of its work.
-            assert not catalog.finished.is_set()
-            catalog.release.set()
-            async with await asyncio.wait_for(reviewing, GENEROUS) as answer:
-                assert answer.status == 200
-                assert (await answer.json())["response"]["uid"] == "slow"
+            yield url, catalog
         finally:
             catalog.release.set()
             await server.close()
+
+
+async def test_healthz_answers_while_a_mutation_is_running(
+    tls: Pki, session: aiohttp.ClientSession
+) -> None:
+    async with _slow_webhook(tls) as (url, catalog):
+        reviewing = asyncio.create_task(
+            session.post(f"{url}/mutate", json=review(shop_pod(), uid="slow"))
+        )
+        assert await asyncio.to_thread(catalog.entered.wait, GENEROUS)
+        async with session.get(f"{url}/healthz") as response:
+            assert response.status == 200
+        # Answered while the mutation was still in the middle of its work.
+        assert not catalog.finished.is_set()
+        catalog.release.set()
+        async with await asyncio.wait_for(reviewing, GENEROUS) as answer:
+            assert answer.status == 200
+            assert (await answer.json())["response"]["uid"] == "slow"
+
+
+async def test_reviews_past_max_reviews_wait_with_their_bodies_unread(
+    tls: Pki, session: aiohttp.ClientSession
+) -> None:
+    async with _slow_webhook(tls, max_reviews=1) as (url, catalog):
+        first = asyncio.create_task(session.post(f"{url}/mutate", json=review(shop_pod())))
+        assert await asyncio.to_thread(catalog.entered.wait, GENEROUS)
+        second = asyncio.create_task(session.post(f"{url}/mutate", json=review(shop_pod())))
+        for _ in range(int(GENEROUS / 0.05)):
+            if _metric("kubedns_webhook_reviews_waiting") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert _metric("kubedns_webhook_reviews_waiting") == 1
+        catalog.release.set()
+        for task in (first, second):
+            async with await asyncio.wait_for(task, GENEROUS) as answer:
+                assert answer.status == 200
+        assert _metric("kubedns_webhook_reviews_waiting") == 0
 
 
 # --- bodies that do not decode, wrong types, sizes ------------------------------------------
