@@ -46,7 +46,8 @@ WEBHOOK_CONNECTIONS = Gauge(
 )
 WEBHOOK_CONNECTIONS_REFUSED = Counter(
     "kubedns_webhook_connections_refused_total",
-    "Connections closed on arrival because webhook.max_connections were open.",
+    "Connections closed because webhook.max_connections were open: the one longest in its "
+    "TLS handshake, or the new one when none was.",
 )
 WEBHOOK_REVIEWS_WAITING = Gauge(
     "kubedns_webhook_reviews_waiting",

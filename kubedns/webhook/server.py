@@ -338,7 +338,8 @@ class WebhookServer:
     TLS is started by hand on each accepted TCP connection (``loop.start_tls``) rather than by
     the listening socket, so every connection is counted from its first byte: a handshake that
     never finishes holds a slot only until ``handshake_timeout``, and past ``max_connections``
-    a new connection is closed at once instead of piling up.
+    the connection longest in its handshake is closed to make room (or, when every slot has
+    finished its handshake, the new one is closed at once) instead of connections piling up.
     """
 
     def __init__(
@@ -359,6 +360,8 @@ class WebhookServer:
         self._listener: asyncio.Server | None = None
         self._open: set[asyncio.Transport] = set()
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._handshaking: dict[asyncio.Transport, None] = {}
+        """Connections still in their TLS handshake, oldest first."""
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -383,9 +386,18 @@ class WebhookServer:
         self._forget_closed()
         if len(self._open) >= self._limits.max_connections:
             WEBHOOK_CONNECTIONS_REFUSED.inc()
-            transport.abort()
-            return
+            if not self._handshaking:
+                transport.abort()
+                return
+            # Make room by closing the connection longest in its handshake, not the new one:
+            # a real client finishes its handshake in milliseconds, so a flood of silent
+            # connections churns through its own slots instead of locking everyone out.
+            oldest = next(iter(self._handshaking))
+            del self._handshaking[oldest]
+            oldest.abort()
+            self._open.discard(oldest)
         self._open.add(transport)
+        self._handshaking[transport] = None
         WEBHOOK_CONNECTIONS.set(len(self._open))
         task = asyncio.get_running_loop().create_task(
             self._handshake(transport), name="webhook-tls-handshake"
@@ -417,6 +429,8 @@ class WebhookServer:
             log.debug("TLS handshake failed: %r", exc)
             transport.abort()
             return
+        finally:
+            self._handshaking.pop(transport, None)
         if tls is None:  # the connection closed during the handshake
             transport.abort()
             return

@@ -406,34 +406,50 @@ async def test_a_silent_connection_is_closed_after_the_handshake_timeout(start: 
         writer.close()
 
 
-async def test_connections_past_the_cap_are_closed_and_a_freed_slot_serves_again(
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(int(GENEROUS / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_silent_connections_cannot_lock_out_a_real_client(
     start: Start, session: aiohttp.ClientSession
 ) -> None:
     url, prepared = await start(max_connections=3, handshake_timeout=GENEROUS * 2)
     refused = _metric("kubedns_webhook_connections_refused_total")
-    idle = [await asyncio.open_connection(*_host_port(url)) for _ in range(3)]
-    for _ in range(int(GENEROUS / 0.05)):
-        if prepared.server.open_connections == 3:
-            break
-        await asyncio.sleep(0.05)
-    assert prepared.server.open_connections == 3
+    silent = [await asyncio.open_connection(*_host_port(url)) for _ in range(3)]
+    await _until(lambda: prepared.server.open_connections == 3)
+    # A fourth silent one takes the slot of the oldest, which the server closes.
+    extra = await asyncio.open_connection(*_host_port(url))
+    assert await asyncio.wait_for(_closed_by_server(silent[0][0]), GENEROUS) == b""
+    assert _metric("kubedns_webhook_connections_refused_total") == refused + 1
+    # A real client gets in at once, though every slot is held by a silent connection.
+    async with session.get(f"{url}/healthz") as response:
+        assert response.status == 200
+    assert prepared.server.open_connections <= 3
+    for _reader, writer in [*silent, extra]:
+        writer.close()
+
+
+async def test_past_the_cap_with_every_handshake_done_a_new_connection_is_closed(
+    start: Start, tls: Pki
+) -> None:
+    url, prepared = await start(max_connections=3)
+    held = [await _tls_connect(url, tls) for _ in range(3)]
+    await _until(lambda: prepared.server.open_connections == 3)
     reader, writer = await asyncio.open_connection(*_host_port(url))
     assert await asyncio.wait_for(_closed_by_server(reader), GENEROUS) == b""
     writer.close()
-    assert _metric("kubedns_webhook_connections_refused_total") == refused + 1
-    # One idle client leaves; its slot is free for a real review.
-    idle[0][1].close()
-    for _ in range(int(GENEROUS / 0.05)):
-        try:
-            async with session.get(f"{url}/healthz") as response:
-                assert response.status == 200
-                break
-        except aiohttp.ClientConnectionError:
-            await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("a freed slot never served")
-    for _reader, idle_writer in idle[1:]:
-        idle_writer.close()
+    # The established connections were left alone, and one leaving frees its slot.
+    held[0][1].close()
+    await _until(lambda: prepared.server.open_connections == 2)
+    reader, writer = await _tls_connect(url, tls)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (await asyncio.wait_for(_closed_by_server(reader), GENEROUS)).startswith(b"HTTP/1.1 200")
+    for _reader, held_writer in held[1:]:
+        held_writer.close()
 
 
 async def test_a_client_reset_mid_body_logs_no_traceback(
