@@ -452,8 +452,13 @@ async def test_past_the_cap_with_every_handshake_done_a_new_connection_is_closed
         held_writer.close()
 
 
-async def test_a_client_reset_mid_body_logs_no_traceback(
-    start: Start, tls: Pki, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "closed"])
+async def test_a_client_gone_mid_body_logs_no_traceback(
+    start: Start,
+    tls: Pki,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    reset: bool,
 ) -> None:
     url, _ = await start()
     with caplog.at_level(logging.DEBUG):
@@ -464,9 +469,12 @@ async def test_a_client_reset_mid_body_logs_no_traceback(
                 b"Content-Length: 100000\r\n\r\n" + b" " * 5000
             )
             await writer.drain()
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()  # RST, not FIN
+            if reset:
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()  # RST, not FIN
+            else:
+                writer.close()  # TLS close_notify and FIN, mid-body
         # The server is still fine, and said nothing with a traceback about the resets.
         async with session.get(f"{url}/healthz") as response:
             assert response.status == 200
