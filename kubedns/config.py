@@ -158,8 +158,27 @@ class WebhookConfig:
     """A pod annotated with this name and the value ``"false"`` is admitted unchanged."""
     marker_annotation: str = "kubedns.io/injected"
     """Written on every pod the webhook changes, so a re-invocation leaves it alone."""
-    max_body_bytes: int = 16 * 1024 * 1024
-    """Largest AdmissionReview accepted; the API server caps objects at about 3 MiB."""
+    max_body_bytes: int = 3 * 1024 * 1024
+    """Largest AdmissionReview accepted (HTTP 413 past it); the API server's request limit is
+    3 MiB, and a review carries one object of at most 1.5 MiB (twice for an UPDATE)."""
+    max_env_bytes: int = 256 * 1024
+    """Most bytes of service variables one patch may add, over all containers. Past it the pod
+    keeps its resolver settings but gets no variables, with a warning the user sees; the API
+    server could not store a pod grown past 1.5 MiB anyway."""
+    max_connections: int = 256
+    """Open connections at once, TLS handshakes included; more are closed at once."""
+    handshake_timeout: float = 10.0
+    """Seconds a new connection has to finish its TLS handshake."""
+    body_timeout: float = 10.0
+    """Seconds a client has to send a whole request body (so a trickle cannot hold a slot)."""
+    idle_timeout: float = 30.0
+    """Seconds a connection may go with no request running before it is closed: idle
+    keep-alive, and headers sent a byte at a time (aiohttp has no header timeout)."""
+    max_reviews: int = 16
+    """Reviews read and worked on at once; more wait with their bodies unread, so bodies in
+    memory stay within ``max_reviews`` x ``max_body_bytes`` (48 MiB), not per connection."""
+    workers: int = 2
+    """Threads that decode and mutate reviews, off the event loop that answers /healthz."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,6 +611,12 @@ def _validate_webhook(webhook: WebhookConfig) -> None:
         name = getattr(webhook, key)
         if not name or " " in name or name.count("/") > 1:
             raise ConfigError(f"webhook.{key} {name!r} is not an annotation name")
+    for key in ("max_body_bytes", "max_env_bytes", "max_connections", "max_reviews", "workers"):
+        if getattr(webhook, key) < 1:
+            raise ConfigError(f"webhook.{key} must be at least 1")
+    for key in ("handshake_timeout", "body_timeout", "idle_timeout"):
+        if getattr(webhook, key) <= 0:
+            raise ConfigError(f"webhook.{key} must be more than 0 seconds")
 
 
 def _validate_watch(watch: WatchConfig) -> None:

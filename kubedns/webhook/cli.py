@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from kubedns.webhook.runner import Prepared
 
 EXIT_USAGE = 2
+
+log = logging.getLogger(__name__)
 
 
 def add_webhook_parser(subparsers: Any) -> None:
@@ -108,6 +111,10 @@ def run_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ignore_hangup() -> None:
+    log.warning("SIGHUP ignored: reloading the settings needs a restart for now")
+
+
 async def _serve_until_signal(prepared: Prepared) -> None:
     from kubedns.webhook.runner import serve  # noqa: PLC0415 - see run_webhook
 
@@ -115,4 +122,7 @@ async def _serve_until_signal(prepared: Prepared) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP's default action ends the process; operators send it expecting a reload. Until
+    # reloading the settings exists (certificates already reload on their own), say so.
+    loop.add_signal_handler(signal.SIGHUP, _ignore_hangup)
     await serve(prepared, stop=stop)

@@ -10,6 +10,12 @@ variables. So a variable is injected only if neither the container's ``env`` nor
 imports through ``envFrom`` (with its prefix) defines the name, and injected variables go
 before the user's, so ``$(VAR)`` references in the user's values still expand.
 
+What a patch may add is bounded (every client is a stranger: one pod with 1,000 containers in a
+namespace of 200 Services would otherwise get a 200 MB patch). Past ``max_env_bytes`` of added
+variables, or past ``MAX_CHECKS`` name look-ups, the pod keeps its resolver settings but gets
+no service variables at all (half a set would be worse than none: a program cannot tell), and
+the ``Mutation`` says so, for the warning the user sees.
+
 A pod annotated ``<opt_out_annotation>: "false"`` is left alone, and a pod the webhook changed
 carries ``<marker_annotation>``, so a re-invocation (``reinvocationPolicy: IfNeeded``) leaves it
 alone too.
@@ -17,8 +23,9 @@ alone too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubedns.objects import ConfigMap, Service
@@ -38,6 +45,49 @@ class MutateSettings:
     """A pod with this annotation set to ``"false"`` is admitted unchanged."""
     marker_annotation: str
     """Set to ``"true"`` on every pod the webhook changes at creation."""
+    max_env_bytes: int = 256 * 1024
+    """Most bytes of service variables (as JSON) one patch may add, over all containers."""
+
+
+MAX_CHECKS = 2_000_000
+"""Most variable-name look-ups for one pod (each container costs one per candidate variable
+and one per key it imports through ``envFrom``): bounds the CPU time a pod whose containers
+already define every variable can cost, about a quarter of a second."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """What ``mutate`` decided: the patch, and whether service variables were left out."""
+
+    patch: list[PatchOp] = field(default_factory=list)
+    env_bytes: int = 0
+    """Bytes of service variables the patch adds (JSON of the ``{name, value}`` entries)."""
+    over_budget: bool = False
+    """The variables were left out: they would have passed ``max_env_bytes`` or ``MAX_CHECKS``."""
+
+
+class _OverBudgetError(Exception):
+    """Raised inside the container walk as soon as the budget is spent."""
+
+
+class _Budget:
+    """Bytes and look-ups left for one pod."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.bytes_left = max_bytes
+        self.checks_left = MAX_CHECKS
+        self.spent_bytes = 0
+
+    def check(self, count: int) -> None:
+        self.checks_left -= count
+        if self.checks_left < 0:
+            raise _OverBudgetError
+
+    def spend(self, count: int) -> None:
+        self.bytes_left -= count
+        self.spent_bytes += count
+        if self.bytes_left < 0:
+            raise _OverBudgetError
 
 
 def mutate(
@@ -50,29 +100,42 @@ def mutate(
     services: Iterable[Service],
     configmaps: Mapping[str, ConfigMap],
     settings: MutateSettings,
-) -> list[PatchOp]:
+) -> Mutation:
     """The JSONPatch that makes ``pod`` what the kubelet would run; empty when nothing to do.
 
     ``services`` are the candidates (the pod's namespace and ``default``), ``configmaps`` the
     pod namespace's ConfigMaps by name.
     """
     if is_opted_out(pod, settings):
-        return []
+        return Mutation()
     spec = _mapping(pod.get("spec"))
     links = spec.get("enableServiceLinks") is not False
     variables = from_services(
         select_services(services, namespace=namespace, enable_service_links=links)
     )
+    budget = _Budget(settings.max_env_bytes)
     if operation == "CREATE" and not subresource:
         if _annotations(pod).get(settings.marker_annotation):
-            return []
-        ops = _container_ops(spec, CREATE_CONTAINER_FIELDS, variables, configmaps)
+            return Mutation()
+        try:
+            ops = _container_ops(spec, CREATE_CONTAINER_FIELDS, variables, configmaps, budget)
+        except _OverBudgetError:
+            ops = []
+        over = budget.bytes_left < 0 or budget.checks_left < 0
         ops += _dns_ops(spec, namespace, settings.dns)
-        return [*ops, _marker_op(pod, settings.marker_annotation)] if ops else []
+        if not ops:
+            return Mutation(over_budget=over)
+        patch = [*ops, _marker_op(pod, settings.marker_annotation)]
+        return Mutation(patch, 0 if over else budget.spent_bytes, over)
     if operation == "UPDATE" and subresource == EPHEMERAL_SUBRESOURCE:
         known = _container_names(_mapping(_mapping(old_pod).get("spec")), "ephemeralContainers")
-        return _container_ops(spec, ("ephemeralContainers",), variables, configmaps, skip=known)
-    return []
+        fields = ("ephemeralContainers",)
+        try:
+            ops = _container_ops(spec, fields, variables, configmaps, budget, skip=known)
+        except _OverBudgetError:
+            return Mutation(over_budget=True)
+        return Mutation(ops, budget.spent_bytes)
+    return Mutation()
 
 
 def is_opted_out(pod: Mapping[str, Any], settings: MutateSettings) -> bool:
@@ -103,15 +166,23 @@ def env_op(
     path: str,
     variables: Mapping[str, str],
     configmaps: Mapping[str, ConfigMap],
+    budget: _Budget | None = None,
 ) -> PatchOp | None:
     """Put the missing service variables in front of the container's own ``env``."""
+    budget = budget if budget is not None else _Budget(1 << 62)
     raw_env = container.get("env")
     env: list[Any] = raw_env if isinstance(raw_env, list) else []
-    defined = {str(item.get("name")) for item in _list(env)} | envfrom_names(container, configmaps)
-    injected = [{"name": name, "value": value} for name, value in variables.items()]
-    injected = [item for item in injected if item["name"] not in defined]
+    budget.check(len(variables) + len(env))
+    imported = envfrom_names(container, configmaps)
+    budget.check(len(imported))
+    defined = {str(item.get("name")) for item in _list(env)} | imported
+    injected = [
+        {"name": name, "value": value} for name, value in variables.items() if name not in defined
+    ]
     if not injected:
         return None
+    # Compact JSON of each entry plus its comma: what the entries add to the patch.
+    budget.spend(sum(len(json.dumps(item, separators=(",", ":"))) + 1 for item in injected))
     # ``add`` on an existing member replaces it (RFC 6902), so one operation covers both an
     # absent and a present ``env`` and the user's entries keep their order behind ours.
     return PatchOp(op="add", path=f"{path}/env", value=[*injected, *env])
@@ -122,16 +193,19 @@ def _container_ops(
     fields: Sequence[str],
     variables: Mapping[str, str],
     configmaps: Mapping[str, ConfigMap],
+    budget: _Budget,
     *,
     skip: frozenset[str] = frozenset(),
 ) -> list[PatchOp]:
     ops: list[PatchOp] = []
-    for field in fields:
-        for index, container in enumerate(_list(spec.get(field))):
+    for name in fields:
+        for index, container in enumerate(_list(spec.get(name))):
             if container.get("name") in skip:
                 continue
-            path = f"/spec/{field}/{index}"
-            op = env_op(container, path=path, variables=variables, configmaps=configmaps)
+            path = f"/spec/{name}/{index}"
+            op = env_op(
+                container, path=path, variables=variables, configmaps=configmaps, budget=budget
+            )
             if op is not None:
                 ops.append(op)
     return ops

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from kubedns.webhook.mutate import MutateSettings
 from kubedns.webhook.server import (
     CertificateError,
     CertificateReloader,
+    ConnectionLimits,
     ReviewHandler,
     WebhookServer,
     make_app,
@@ -50,6 +52,8 @@ class Prepared:
     catalog: ServiceCatalog
     source: SourceRun | None
     """The live watch to run alongside the server; None when serving a snapshot."""
+    executor: ThreadPoolExecutor | None = None
+    """The mutation threads, shut down when serving ends."""
 
 
 def prepare(config: Config) -> Prepared:
@@ -71,10 +75,21 @@ def prepare(config: Config) -> Prepared:
         certificates = CertificateReloader(webhook.tls_cert, webhook.tls_key)
     except CertificateError as exc:
         raise WebhookStartError(str(exc)) from exc
-    app = make_app(ReviewHandler(catalog, settings), max_body_bytes=webhook.max_body_bytes)
+    executor = ThreadPoolExecutor(webhook.workers, thread_name_prefix="webhook-mutate")
+    handler = ReviewHandler(
+        catalog,
+        settings,
+        executor,
+        body_timeout=webhook.body_timeout,
+        slots=asyncio.Semaphore(webhook.max_reviews),
+    )
+    app = make_app(handler, max_body_bytes=webhook.max_body_bytes)
     host, port = webhook.listen.host, webhook.listen.port
-    server = WebhookServer(app, host=host, port=port, certificates=certificates)
-    return Prepared(server, catalog, source)
+    limits = ConnectionLimits(
+        webhook.max_connections, webhook.handshake_timeout, webhook.idle_timeout
+    )
+    server = WebhookServer(app, host=host, port=port, certificates=certificates, limits=limits)
+    return Prepared(server, catalog, source, executor)
 
 
 async def serve(prepared: Prepared, *, stop: asyncio.Event) -> None:
@@ -87,6 +102,8 @@ async def serve(prepared: Prepared, *, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await prepared.server.close()
+        if prepared.executor is not None:
+            prepared.executor.shutdown(wait=False, cancel_futures=True)
         if watch is not None:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,6 +121,7 @@ def mutate_settings(config: Config, node: ResolvConf) -> MutateSettings:
         dns=dns,
         opt_out_annotation=webhook.opt_out_annotation,
         marker_annotation=webhook.marker_annotation,
+        max_env_bytes=webhook.max_env_bytes,
     )
 
 

@@ -174,6 +174,8 @@ async def test_the_program_serves_a_review_and_stops_on_sigterm(tmp_path: Path) 
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
             await _wait_healthy(session, url, process)
+            # SIGHUP (a reload, to an operator) must not end it; the review below proves it.
+            process.send_signal(signal.SIGHUP)
             pod: dict[str, Any] = {
                 "metadata": {"name": "p", "namespace": "shop"},
                 "spec": {"dnsPolicy": "ClusterFirst", "containers": [{"name": "c"}]},
@@ -195,6 +197,7 @@ async def test_the_program_serves_a_review_and_stops_on_sigterm(tmp_path: Path) 
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=10)
     assert returncode == 0
+    assert "SIGHUP ignored" in process.stderr.read()  # type: ignore[union-attr]
     patched = apply_patch(pod, json.loads(base64.b64decode(answer["response"]["patch"])))
     # --cluster-dns= means no cluster DNS: the kubelet keeps ClusterFirst pods on the node's
     # resolver, so only the variables change.

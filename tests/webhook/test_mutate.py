@@ -8,7 +8,8 @@ import pytest
 
 from kubedns.objects import ConfigMap, Service
 from kubedns.webhook.dnsconfig import DNSSettings, parse_resolv_conf
-from kubedns.webhook.mutate import MutateSettings, mutate
+from kubedns.webhook.envvars import service_variables
+from kubedns.webhook.mutate import MutateSettings, Mutation, mutate
 from kubedns.webhook.review import PatchOp
 from tests.webhook.helpers import apply_patch, configmap, env, service
 
@@ -74,7 +75,29 @@ def run(
     old: dict[str, Any] | None = None,
     services: list[Service] = SERVICES,
     configmaps: dict[str, ConfigMap] | None = None,
+    settings: MutateSettings = SETTINGS,
 ) -> list[PatchOp]:
+    return decide(
+        subject,
+        operation=operation,
+        subresource=subresource,
+        old=old,
+        services=services,
+        configmaps=configmaps,
+        settings=settings,
+    ).patch
+
+
+def decide(
+    subject: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    subresource: str = "",
+    old: dict[str, Any] | None = None,
+    services: list[Service] = SERVICES,
+    configmaps: dict[str, ConfigMap] | None = None,
+    settings: MutateSettings = SETTINGS,
+) -> Mutation:
     return mutate(
         subject,
         operation=operation,
@@ -83,7 +106,7 @@ def run(
         old_pod=old,
         services=services,
         configmaps=configmaps or {},
-        settings=SETTINGS,
+        settings=settings,
     )
 
 
@@ -236,3 +259,65 @@ def test_host_network_with_cluster_first_with_host_net_gets_cluster_dns() -> Non
 def test_nothing_to_do_means_no_patch_and_no_marker() -> None:
     subject = pod(dnsPolicy="Default", containers=[{"name": "a", "image": "x"}])
     assert run(subject, services=[]) == []
+
+
+def _many_services(count: int) -> list[Service]:
+    return [SERVICES[0]] + [
+        service("shop", f"svc-{i:03d}", f"10.96.{i // 200}.{i % 200 + 20}", [("http", 80, "TCP")])
+        for i in range(count)
+    ]
+
+
+def test_a_container_bomb_keeps_its_resolver_but_gets_no_variables() -> None:
+    containers = [{"name": f"c{i}", "image": "app"} for i in range(1000)]
+    decision = decide(pod(containers=containers), services=_many_services(200))
+    assert decision.over_budget
+    assert decision.env_bytes == 0
+    patched = apply_patch(pod(containers=containers), [dict(op) for op in decision.patch])
+    assert patched["spec"]["dnsConfig"] == CLUSTER_DNS_CONFIG
+    assert all("env" not in c for c in patched["spec"]["containers"])
+    assert patched["metadata"]["annotations"] == {"kubedns.io/injected": "true"}
+
+
+def test_the_budget_counts_bytes_over_all_containers() -> None:
+    two = [{"name": "a"}, {"name": "b"}]
+    full = decide(pod(containers=two))
+    assert not full.over_budget
+    assert full.env_bytes > 0
+    per_container = full.env_bytes // 2
+    # Room for exactly two containers' variables: all in; one byte less: none.
+    exact = MutateSettings(SETTINGS.dns, "kubedns.io/inject", "kubedns.io/injected", full.env_bytes)
+    assert decide(pod(containers=two), settings=exact).patch == full.patch
+    short = MutateSettings(
+        SETTINGS.dns, "kubedns.io/inject", "kubedns.io/injected", full.env_bytes - 1
+    )
+    tight = decide(pod(containers=two), settings=short)
+    assert tight.over_budget
+    assert [op["path"] for op in tight.patch] == [
+        "/spec/dnsPolicy",
+        "/spec/dnsConfig",
+        "/metadata/annotations",
+    ]
+    assert per_container * 2 == full.env_bytes
+
+
+def test_the_budget_bounds_ephemeral_containers_too() -> None:
+    ephemeral = [{"name": f"debug-{i}"} for i in range(1000)]
+    decision = decide(
+        pod(ephemeralContainers=ephemeral),
+        operation="UPDATE",
+        subresource="ephemeralcontainers",
+        old=pod(),
+        services=_many_services(200),
+    )
+    assert decision == Mutation(over_budget=True)
+
+
+def test_containers_that_define_everything_cost_look_ups_not_bytes() -> None:
+    services = _many_services(200)
+    names = [name for s in services for name, _ in service_variables(s)]
+    cm = configmap("shop", "all", names)
+    container = {"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}]}
+    # 1,000 such containers add nothing, yet cost 1,000 x 3,600 look-ups: past MAX_CHECKS.
+    decision = decide(pod(containers=[container] * 1000), services=services, configmaps={"all": cm})
+    assert decision.over_budget

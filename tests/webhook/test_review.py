@@ -40,6 +40,8 @@ def test_a_good_request_parses() -> None:
         ),
         (body(uid=""), "uid"),
         (body(uid=7), "uid"),
+        (body(uid="u" * 129), "not a UID"),
+        (body(uid="u-1\nERROR forged line"), "not a UID"),
         (body(kind={"group": "", "version": "v1", "kind": "Service"}), "Pod"),
         (body(kind={"group": "", "version": "v2", "kind": "Pod"}), "Pod"),
         (body(kind="Pod"), "Pod"),

@@ -88,6 +88,8 @@ async def webhook(
     port = await prepared.server.start()
     yield f"https://127.0.0.1:{port}", prepared
     await prepared.server.close()
+    assert prepared.executor is not None
+    prepared.executor.shutdown()
 
 
 @pytest.fixture
@@ -133,7 +135,8 @@ def shop_pod() -> dict[str, Any]:
 
 
 async def post(client: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, Any]:
-    async with client.post(f"{url}/mutate", data=body) as response:
+    headers = {"Content-Type": "application/json"}
+    async with client.post(f"{url}/mutate", data=body, headers=headers) as response:
         return response.status, await response.json(content_type=None)
 
 
