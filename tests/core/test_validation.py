@@ -5,6 +5,8 @@ message naming the object and the field; from the live watch it is skipped and c
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,31 @@ REFUSED = [
         labelled("a b"), "shop/web-1", "metadata.labels[kubernetes.io/service-name]", id="label-sp"
     ),
 ]
+
+
+def test_kubedns_serve_refuses_to_start_on_a_bad_object(tmp_path: Path) -> None:
+    """Through the command line, in its own process: a start-up error naming the file, the
+    object and the field; no traceback, never serving. (A process, not ``cli.main`` in the
+    test: were the object accepted, serve would run until stopped; the bound below only
+    turns that into a failure instead of a hang.)"""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump({"kind": "List", "items": [external("a..b c")]}))
+    command = [sys.executable, "-m", "kubedns", "serve", "--no-forward", "--snapshot", str(path)]
+    process = subprocess.Popen(
+        [*command, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("kubedns serve started on a snapshot it must refuse")
+    assert process.returncode != 0
+    assert str(path) in err and "shop/ext" in err and "field spec.externalName " in err, err
+    assert "Traceback" not in err and "serving DNS" not in err
 
 
 @pytest.mark.parametrize(("raw", "ref", "field"), REFUSED)
