@@ -2,12 +2,15 @@
 
 Only the fields DNS (and the webhook) need survive this module: every field kept costs memory
 times the size of the cluster. The readiness rules for endpoints live here and nowhere else.
-A malformed object raises ``ObjectError`` naming ``namespace/name`` and the field.
+A malformed object raises ``ObjectError`` naming ``namespace/name`` and the field; names, IPs,
+ExternalNames, hostnames and the slice's service label are checked as the API server checks them,
+so a snapshot holds only what a cluster could, and the live watch skips (and counts) the rest.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +19,39 @@ from typing import Any, Literal, NoReturn
 Kind = Literal["Namespace", "Service", "EndpointSlice", "Pod", "ConfigMap"]
 KINDS: tuple[Kind, ...] = ("Namespace", "Service", "EndpointSlice", "Pod", "ConfigMap")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+
+# The API server's name rules (k8s.io/apimachinery/pkg/util/validation). A snapshot is checked
+# as strictly as the API server checks what it stores, so a file that loads here is one a real
+# cluster could have produced; and a name DNS cannot spell never reaches the index.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_MAX_LABEL = 63
+_MAX_SUBDOMAIN = 253
+
+
+def is_dns1123_label(text: str) -> bool:
+    """Lower-case letters, digits and inner hyphens, 1-63 characters (namespaces, hostnames)."""
+    return len(text) <= _MAX_LABEL and _DNS1123_LABEL.fullmatch(text) is not None
+
+
+def is_dns1035_label(text: str) -> bool:
+    """A DNS-1123 label that starts with a letter (Service names)."""
+    return len(text) <= _MAX_LABEL and _DNS1035_LABEL.fullmatch(text) is not None
+
+
+def is_dns1123_subdomain(text: str) -> bool:
+    """Dot-separated DNS-1123 labels, at most 253 characters (most object names)."""
+    return 0 < len(text) <= _MAX_SUBDOMAIN and all(
+        _DNS1123_LABEL.fullmatch(label) is not None and len(label) <= _MAX_LABEL
+        for label in text.split(".")
+    )
+
+
+def is_label_value(text: str) -> bool:
+    """A label value: at most 63 characters, alphanumeric at both ends, ``-_.`` inside."""
+    return len(text) <= _MAX_LABEL and _LABEL_VALUE.fullmatch(text) is not None
 
 
 class ObjectError(ValueError):
@@ -100,7 +136,7 @@ class EndpointSlice:
     namespace: str
     name: str
     service_name: str
-    """From the ``kubernetes.io/service-name`` label; empty for slices owned by no Service."""
+    """From the ``kubernetes.io/service-name`` label, which ``from_raw`` requires."""
     endpoints: tuple[Endpoint, ...]
     ports: tuple[EndpointPort, ...]
 
@@ -182,6 +218,17 @@ class _Reader:
             self.fail("metadata.name", "is missing")
         if kind != "Namespace" and not namespace:
             self.fail("metadata.namespace", "is missing")
+        if namespace and not is_dns1123_label(namespace):
+            self.fail("metadata.namespace", f"must be a DNS-1123 label, not {namespace!r}")
+        if kind == "Namespace" and not is_dns1123_label(name):
+            self.fail("metadata.name", f"must be a DNS-1123 label, not {name!r}")
+        if kind == "Service" and not is_dns1035_label(name):
+            self.fail(
+                "metadata.name",
+                f"must be a DNS-1035 label (lower case, starting with a letter), not {name!r}",
+            )
+        if kind not in ("Namespace", "Service") and not is_dns1123_subdomain(name):
+            self.fail("metadata.name", f"must be a DNS-1123 subdomain, not {name!r}")
         # Namespaces and names repeat across thousands of objects (and in the slices' service
         # label): one shared string each instead of one per JSON document.
         self.namespace = sys.intern(namespace)
@@ -223,22 +270,33 @@ class _Reader:
             self.fail(path + "port", f"must be a port number 1-65535, not {value!r}")
         return value
 
-    def ip(self, value: Any, path: str) -> str:
+    def ip(self, value: Any, path: str, *, family: str = "") -> str:
+        """A valid address, normalised; of ``family`` (``IPv4``/``IPv6``) when one is given."""
         if not isinstance(value, str):
             self.fail(path, f"must be an IP address, not {value!r}")
         try:
-            return str(ipaddress.ip_address(value))
+            address = ipaddress.ip_address(value)
         except ValueError:
             self.fail(path, f"must be an IP address, not {value!r}")
+        if family and f"IPv{address.version}" != family:
+            self.fail(path, f"must be an {family} address, not {value!r}")
+        return str(address)
 
 
 def _service(reader: _Reader) -> Service:
     spec = reader.mapping(reader.raw, "spec")
     service_type = reader.text(spec, "type", "spec.") or "ClusterIP"
     if service_type == "ExternalName":
-        external = reader.text(spec, "externalName", "spec.").rstrip(".").lower()
+        raw_external = reader.text(spec, "externalName", "spec.")
+        # The API server allows one trailing dot (a fully qualified name) and nothing else.
+        external = raw_external.removesuffix(".")
         if not external:
             reader.fail("spec.externalName", "is missing for an ExternalName service")
+        if not is_dns1123_subdomain(external):
+            reader.fail(
+                "spec.externalName",
+                f"must be a lower-case DNS name (a DNS-1123 subdomain), not {raw_external!r}",
+            )
         cluster_ips: tuple[str, ...] = ()
     else:
         external = ""
@@ -284,23 +342,34 @@ def _cluster_ips(reader: _Reader, spec: Mapping[str, Any]) -> tuple[str, ...]:
         listed = [] if single in (None, "") else [single]
     if not isinstance(listed, list):
         reader.fail("spec.clusterIPs", "must be a list")
-    if any(ip == "None" for ip in listed):
+    single = spec.get("clusterIP")
+    if listed and single not in (None, "") and single != listed[0]:
+        reader.fail("spec.clusterIP", f"must equal spec.clusterIPs[0], not {single!r}")
+    if listed == ["None"]:
         return ()
+    if "None" in listed:
+        reader.fail("spec.clusterIPs", "may hold None only as its one entry (headless)")
+    if len(listed) > 2:
+        reader.fail("spec.clusterIPs", "may hold at most two addresses (one per family)")
     ips = [reader.ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(listed)]
-    return tuple(dict.fromkeys(ips))
+    if (
+        len(ips) == 2
+        and ipaddress.ip_address(ips[0]).version == ipaddress.ip_address(ips[1]).version
+    ):
+        reader.fail("spec.clusterIPs", f"must be one address of each family, not {listed!r}")
+    return tuple(ips)
 
 
 def _endpoint_slice(reader: _Reader) -> EndpointSlice:
-    labels = reader.mapping(reader.mapping(reader.raw, "metadata"), "labels", "metadata.")
-    service_name = labels.get(SERVICE_NAME_LABEL, "")
-    if not isinstance(service_name, str):
-        reader.fail(f"metadata.labels[{SERVICE_NAME_LABEL}]", "must be a string")
-    service_name = sys.intern(service_name)
     address_type = reader.text(reader.raw, "addressType", "")
+    if address_type not in ADDRESS_TYPES:
+        reader.fail(
+            "addressType", f"must be one of {', '.join(ADDRESS_TYPES)}, not {address_type!r}"
+        )
     endpoints = tuple(
         endpoint
         for i, raw in enumerate(reader.items(reader.raw, "endpoints", ""))
-        for endpoint in _endpoints(reader, raw, f"endpoints[{i}].", skip_ips=address_type == "FQDN")
+        for endpoint in _endpoints(reader, raw, f"endpoints[{i}].", address_type=address_type)
     )
     ports = tuple(
         EndpointPort(
@@ -310,22 +379,41 @@ def _endpoint_slice(reader: _Reader) -> EndpointSlice:
         )
         for i, p in enumerate(reader.items(reader.raw, "ports", ""))
     )
-    return EndpointSlice(reader.namespace, reader.name, service_name, endpoints, ports)
+    return EndpointSlice(reader.namespace, reader.name, _service_label(reader), endpoints, ports)
+
+
+def _service_label(reader: _Reader) -> str:
+    """The owning Service, from the label the EndpointSlice controller sets.
+
+    Checked after the body, so a slice that is wrong in several ways names its body first.
+    """
+    labels = reader.mapping(reader.mapping(reader.raw, "metadata"), "labels", "metadata.")
+    service_name = labels.get(SERVICE_NAME_LABEL)
+    label = f"metadata.labels[{SERVICE_NAME_LABEL}]"
+    if service_name is None or service_name == "":
+        reader.fail(label, "is missing: the slice belongs to no Service")
+    if not isinstance(service_name, str) or not is_label_value(service_name):
+        reader.fail(label, f"must be a label value, not {service_name!r}")
+    return sys.intern(service_name)
 
 
 def _endpoints(
-    reader: _Reader, raw: Mapping[str, Any], path: str, *, skip_ips: bool
+    reader: _Reader, raw: Mapping[str, Any], path: str, *, address_type: str
 ) -> list[Endpoint]:
     addresses = raw.get("addresses")
     if not isinstance(addresses, list):
         reader.fail(path + "addresses", "must be a list")
     # FQDN slices (deprecated) carry names, not IPs; DNS cannot answer A records from them.
-    if skip_ips:
+    if address_type == "FQDN":
         return []
-    ips = [reader.ip(a, f"{path}addresses[{i}]") for i, a in enumerate(addresses)]
+    ips = [
+        reader.ip(a, f"{path}addresses[{i}]", family=address_type) for i, a in enumerate(addresses)
+    ]
     conditions = reader.mapping(raw, "conditions", path)
     ready = conditions.get("ready") is not False and conditions.get("terminating") is not True
-    hostname = reader.text(raw, "hostname", path).lower()
+    hostname = reader.text(raw, "hostname", path)
+    if hostname and not is_dns1123_label(hostname):
+        reader.fail(path + "hostname", f"must be a DNS-1123 label, not {hostname!r}")
     return [Endpoint(ip, hostname, ready) for ip in ips]
 
 

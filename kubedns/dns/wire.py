@@ -69,7 +69,7 @@ def wire_to_text(name: bytes) -> str:
     """An uncompressed wire name in presentation form, lowercased, without the trailing dot (the
     root is ``""``). A dot or backslash inside a label is escaped (RFC 4343), so ``web\\.shop``
     stays one label and can never match the two-label ``web.shop``; other bytes pass as
-    latin-1, so no input can fail to convert."""
+    latin-1, so no input can fail to convert. Only ASCII letters are lowercased (RFC 4343)."""
     if b"." in name or b"\\" in name:
         return _escaped_text(name)
     # No byte needs escaping: overwrite each length byte with a dot and decode once, rather
@@ -80,7 +80,9 @@ def wire_to_text(name: bytes) -> str:
         length = out[pos]
         out[pos] = 0x2E
         pos += length + 1
-    return out[1:pos].decode("latin-1").lower()
+    # bytes.lower() folds ASCII letters only, as DNS does (RFC 4343); str.lower() would also
+    # fold latin-1 capitals and make two different names one.
+    return out[1:pos].lower().decode("latin-1")
 
 
 def _escaped_text(name: bytes) -> str:
@@ -88,12 +90,12 @@ def _escaped_text(name: bytes) -> str:
     pos = 0
     while name[pos]:
         length = name[pos]
-        label = name[pos + 1 : pos + 1 + length].decode("latin-1")
+        label = name[pos + 1 : pos + 1 + length].lower().decode("latin-1")
         if "." in label or "\\" in label:
             label = label.replace("\\", "\\\\").replace(".", "\\.")
         labels.append(label)
         pos += length + 1
-    return ".".join(labels).lower()
+    return ".".join(labels)
 
 
 def read_name(data: bytes, pos: int) -> tuple[bytes, int]:
