@@ -5,9 +5,10 @@
     .venv/bin/python -m bench --quick           # 2 s runs, one round: a smoke test, not figures
 
 Results also land in ``bench/results/``: ``zone.json`` (UDP ndots:5 mix, A-only file and TCP),
-``forward.json``, ``attack.json`` and ``amplification.json``. The snapshot-loading section is
-rendered from ``bench/results/snapshot.json`` as ``python -m bench.snapshot`` last wrote it (that
-benchmark compares against an older commit and is not rerun here).
+``forward.json``, ``attack.json``, ``amplification.json`` and ``hostile.json`` (memory under
+hostile clients; ``python -m bench.hostile`` reruns that part alone). The snapshot-loading
+section is rendered from ``bench/results/snapshot.json`` as ``python -m bench.snapshot`` last
+wrote it (that benchmark compares against an older commit and is not rerun here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import amplification, attack, codec, forward, snapshot, zone
+from bench import amplification, attack, codec, forward, hostile, snapshot, zone
 from bench.common import LOADED, REPO, RESULTS, machine, table
 
 BENCHMARKS = REPO / "BENCHMARKS.md"
@@ -474,6 +475,16 @@ To profile: `pip install py-spy` in a throwaway venv, start the benchmark's kube
 """
 
 
+def _hostile_section(result: dict[str, Any] | None = None) -> str:
+    """``bench/hostile.py``'s section: measured now, or from ``hostile.json`` if present."""
+    if result is None:
+        path = RESULTS / "hostile.json"
+        if not path.exists():
+            return ""
+        result = json.loads(path.read_text())
+    return "\n" + hostile.render(result)
+
+
 def _scale_section() -> str:
     """The informer scale run (``make scale``, minutes of its own) writes bench/SCALE.md by
     hand-checked reading; it is appended so BENCHMARKS.md holds every figure in one place."""
@@ -507,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(
             render(zone_result, forward_result, zone_result["machine"], attack_result, amp_result)
             + _codec_section(None)
+            + _hostile_section()
             + _snapshot_section()
             + _scale_section()
         )
@@ -537,11 +549,14 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "amplification.json").write_text(
         json.dumps({**amp_result, "machine": facts}, indent=2)
     )
+    hostile_result = {**hostile.run(), "machine": facts}
+    (RESULTS / "hostile.json").write_text(json.dumps(hostile_result, indent=2) + "\n")
     codec_result = codec.measure()
     (RESULTS / "codec.json").write_text(json.dumps(codec_result, indent=2) + "\n")
     args.output.write_text(
         render(zone_result, forward_result, facts, attack_result, amp_result)
         + _codec_section(codec_result)
+        + _hostile_section(hostile_result)
         + _snapshot_section()
         + _scale_section()
     )
