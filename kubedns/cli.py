@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["json", "text"])
     serve.set_defaults(handler=run_serve)
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file as `serve` does at start, then exit",
+        description="Validate FILE exactly as `kubedns serve --config FILE` does before it "
+        "opens any socket: every key and value, the forwarder's upstreams, and the snapshot "
+        "it names. Cluster credentials are not tried (they belong to where it runs). "
+        "Exit 0 when valid, 2 with the same message serve would print.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="YAML config file")
+    check.set_defaults(handler=run_check_config)
     add_webhook_parser(commands)
     return parser
 
@@ -120,6 +130,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    """The checks of ``run_serve`` up to the first socket, with its messages and exit codes."""
+    try:
+        settings = config.load(args.file)
+    except config.ConfigError as exc:
+        print(f"kubedns: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(settings.logging)
+    try:
+        server = app.Server(settings)  # builds the forwarder: self-forwarding is refused here
+        if settings.snapshot is not None:
+            server.load_sources()
+    except (config.ConfigError, SnapshotError) as exc:
+        print(f"kubedns: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"kubedns: {args.file} is valid")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
