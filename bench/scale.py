@@ -531,7 +531,7 @@ async def scrape_metrics(ops_port: int) -> JSON:
     _, metrics_text = await http_get(ops_port, "/metrics")
     for name in (
         "kubedns_kubernetes_event_delivery_seconds",
-        "kubedns_dns_programming_duration_seconds",
+        "coredns_kubernetes_dns_programming_duration_seconds",
     ):
         summary = histogram_summary(metrics_text, name)
         results[f"{name}_count"] = summary["count"]

@@ -70,6 +70,7 @@ class Server:
         index = self.index
         metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
         metrics.SYNCED.set_function(lambda: int(index.is_synced))
+        metrics.ZONE_OWNER_NAMES.set_function(index.owner_count)
         if self.config.ops.listen is not None:
             # Imported only when configured: aiohttp costs about 10 MB and 0.1 s at start.
             from kubedns.ops import OpsServer  # noqa: PLC0415

@@ -93,6 +93,11 @@ class RecordIndex:
         """Every owner name with its RRsets (for exporting the zone, e.g. to a benchmark peer)."""
         return ((name, expand(stored)) for name, stored in self._records.items() if stored)
 
+    def owner_count(self) -> int:
+        """Names that own at least one record (empty non-terminals left out); walks the
+        index, so it is for scrapes and logs, not for the answer path."""
+        return sum(1 for stored in self._records.values() if stored)
+
     def exists(self, name: str) -> bool:
         """Whether ``name`` owns records or is an ancestor of a name that does (an ENT)."""
         return name in self._existing

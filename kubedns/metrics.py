@@ -10,12 +10,15 @@ metrics stay in their own block.
 from __future__ import annotations
 
 import collections
+import platform
 import time
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from kubedns import __version__
 
 # --- webhook (kubedns/webhook/) ------------------------------------------------------------
 
@@ -250,7 +253,16 @@ UDP_DROPPED = Counter(
     ["reason"],
 )
 ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
-ZONE_OWNER_NAMES = Gauge("kubedns_zone_owner_names", "Owner names in the cluster zone.")
+ZONE_OWNER_NAMES = Gauge(
+    "kubedns_zone_owner_names", "Names that own records in the cluster and reverse zones."
+)
+BUILD_INFO = Gauge(
+    "coredns_build_info",
+    "Always 1; the labels say what runs (mirrors CoreDNS coredns_build_info: version, "
+    "revision, and in goversion the Python that runs kubedns).",
+    ["version", "revision", "goversion"],
+)
+BUILD_INFO.labels(__version__, "", f"python{platform.python_version()}").set(1)
 SYNCED = Gauge("kubedns_synced", "1 once every watched kind has been listed completely.")
 TCP_CONNECTIONS = Gauge(
     "kubedns_tcp_connections",
@@ -308,10 +320,10 @@ EVENT_DELIVERY = Histogram(
     buckets=_DELIVERY_BUCKETS,
 )
 DNS_PROGRAMMING = Histogram(
-    "kubedns_dns_programming_duration_seconds",
+    "coredns_kubernetes_dns_programming_duration_seconds",
     "Seconds from an endpoints change in the cluster (the EndpointSlice annotation "
-    "endpoints.kubernetes.io/last-change-trigger-time) to kubedns answering with it. "
-    "CoreDNS calls this coredns_kubernetes_dns_programming_duration_seconds.",
+    "endpoints.kubernetes.io/last-change-trigger-time) to kubedns answering with it "
+    "(mirrors CoreDNS coredns_kubernetes_dns_programming_duration_seconds).",
     ["service_kind"],
     buckets=_PROGRAMMING_BUCKETS,
 )

@@ -313,14 +313,18 @@ async def test_stop_during_backoff_is_prompt(
 async def test_endpoint_slice_changes_feed_the_programming_metric(
     fake: FakeApiServer, start: Callable[..., Running]
 ) -> None:
-    before = metric("kubedns_dns_programming_duration_seconds_count", service_kind="endpointslice")
+    before = metric(
+        "coredns_kubernetes_dns_programming_duration_seconds_count", service_kind="endpointslice"
+    )
     run = start(("EndpointSlice",))
     assert await run.source.wait_synced()
     await eventually(lambda: fake.open_watches("EndpointSlice") == 1)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     fake.create(k.endpoint_slice("ns", "web-1", "web", ["10.2.0.1"], trigger_time=stamp))
     await eventually(lambda: "web-1" in run.store.names("EndpointSlice"))
-    after = metric("kubedns_dns_programming_duration_seconds_count", service_kind="endpointslice")
+    after = metric(
+        "coredns_kubernetes_dns_programming_duration_seconds_count", service_kind="endpointslice"
+    )
     assert after == before + 1
 
 

@@ -87,6 +87,9 @@ async def test_metrics_count_replies_by_rcode(server: Server) -> None:
     )
     assert "kubedns_synced 1.0" in after
     assert re.search(r"^kubedns_zone_serial \d", after, re.M)
+    owners = re.search(r"^kubedns_zone_owner_names (\S+)$", after, re.M)
+    assert owners and float(owners.group(1)) == server.index.owner_count() > 0
+    assert re.search(r'^coredns_build_info\{.*version="\d', after, re.M)
 
 
 async def test_health_and_ready(server: Server) -> None:
