@@ -256,6 +256,11 @@ ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
 ZONE_OWNER_NAMES = Gauge(
     "kubedns_zone_owner_names", "Names that own records in the cluster and reverse zones."
 )
+PANICS = Counter(
+    "coredns_panics_total",
+    "Unexpected errors caught while answering a query, each answered SERVFAIL or not at all "
+    "instead of stopping the server (mirrors CoreDNS coredns_panics_total, recovered panics).",
+)
 BUILD_INFO = Gauge(
     "coredns_build_info",
     "Always 1; the labels say what runs (mirrors CoreDNS coredns_build_info: version, "

@@ -203,6 +203,7 @@ class Responder:
                     self._forwarded.pop(key)
             return self._respond_slow(data, tcp=tcp)
         except Exception:
+            metrics.PANICS.inc()
             log.exception("unexpected error answering a query; replying SERVFAIL")
             return self._servfail(data, tcp=tcp)
 
@@ -278,6 +279,7 @@ class Responder:
         try:
             template = await fallback.forward(query)
         except Exception:
+            metrics.PANICS.inc()
             log.exception("unexpected error forwarding %s; replying SERVFAIL", query.qname)
             template = error_template(SERVFAIL, recursion_available=True)
         return render(template, query, udp_size=self._udp_size)
@@ -287,6 +289,7 @@ class Responder:
         try:
             found = await fallback.resolve_addresses(outcome.external_target, query.qtype)
         except Exception:
+            metrics.PANICS.inc()
             log.exception("unexpected error chasing %s; answering the CNAME alone", query.qname)
             found = []
         template = self._encode(query, [*outcome.reply.answer, *found], outcome)

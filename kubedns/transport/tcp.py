@@ -268,6 +268,7 @@ class TCPConnection(asyncio.Protocol):
             except Exception:
                 # The responder turns errors into SERVFAIL; should one escape it, only this
                 # query goes unanswered, not the others in the buffer or in flight.
+                metrics.PANICS.inc()
                 log.exception("tcp: unexpected error answering a query; sending nothing")
                 result = None
             offset = stop

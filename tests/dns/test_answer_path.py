@@ -15,6 +15,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from prometheus_client import REGISTRY
 
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
@@ -322,3 +323,18 @@ def test_bytearray_and_memoryview_queries_are_answered() -> None:
 )
 def test_udp_limit(payload: int, udp_size: int, query_size: int, limit: int) -> None:
     assert udp_limit(payload, udp_size, query_size) == limit
+
+
+def test_an_internal_error_is_servfail_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    r = responder()
+
+    def broken(qname: str, qtype: int) -> object:
+        raise RuntimeError("a bug")
+
+    r.zone.answer = broken  # type: ignore[assignment, method-assign]
+    before = REGISTRY.get_sample_value("coredns_panics_total") or 0.0
+    query = dns.message.make_query("web.shop.svc.cluster.local", "A", use_edns=0)
+    reply = parse(ask(r, query))
+    assert reply.rcode() == dns.rcode.SERVFAIL and reply.id == query.id and reply.edns == 0
+    assert (REGISTRY.get_sample_value("coredns_panics_total") or 0.0) == before + 1
+    assert "a bug" in caplog.text
