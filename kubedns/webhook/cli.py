@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubedns import logs
 from kubedns.config import ConfigError, load
 
 if TYPE_CHECKING:
@@ -57,6 +58,14 @@ def add_webhook_arguments(parser: argparse.ArgumentParser) -> None:
         help="the kubelet's --cluster-dns; empty means none (ClusterFirst pods left alone)",
     )
     parser.add_argument(
+        "--ops-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics, /health and /ready over plain HTTP here, as `serve` does "
+        "(default: off; the HTTPS port keeps /healthz and /readyz)",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["json", "text"])
+    parser.add_argument(
         "--node-resolv-conf",
         metavar="FILE",
         help="the kubelet's --resolv-conf (node search domains); empty means no file",
@@ -73,6 +82,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "snapshot": "snapshot",
         "kubeconfig": "kubeconfig",
         "cluster_domain": "cluster_domain",
+        "ops_listen": "ops.listen",
+        "log_level": "logging.level",
+        "log_format": "logging.format",
     }
     for attribute, key in plain.items():
         if getattr(args, attribute, None) is not None:
@@ -99,6 +111,11 @@ def run_webhook(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config, overrides_from(args))
+    except ConfigError as exc:
+        print(f"kubedns webhook: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(config.logging)  # the same logging as `kubedns serve`: levels, JSON or text
+    try:
         prepared = prepare(config)
     except (ConfigError, WebhookStartError) as exc:
         print(f"kubedns webhook: {exc}", file=sys.stderr)

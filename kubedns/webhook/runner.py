@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedns.config import Config
+from kubedns.ops import OpsServer
 from kubedns.sources import kube
 from kubedns.sources.snapshot import SnapshotError, load_snapshot
 from kubedns.webhook.dnsconfig import (
@@ -54,6 +55,9 @@ class Prepared:
     """The live watch to run alongside the server; None when serving a snapshot."""
     executor: ThreadPoolExecutor | None = None
     """The mutation threads, shut down when serving ends."""
+    ops: OpsServer | None = None
+    """``/metrics``, ``/health`` and ``/ready`` over plain HTTP when ``ops.listen`` is set,
+    as ``kubedns serve`` has them."""
 
 
 def prepare(config: Config) -> Prepared:
@@ -89,18 +93,25 @@ def prepare(config: Config) -> Prepared:
         webhook.max_connections, webhook.handshake_timeout, webhook.idle_timeout
     )
     server = WebhookServer(app, host=host, port=port, certificates=certificates, limits=limits)
-    return Prepared(server, catalog, source, executor)
+    ops = None
+    if config.ops.listen is not None:
+        ops = OpsServer(config.ops.listen, is_ready=lambda: catalog.is_synced)
+    return Prepared(server, catalog, source, executor, ops)
 
 
 async def serve(prepared: Prepared, *, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set; the watch (if any) runs as a named task beside it."""
     await prepared.server.start()
+    if prepared.ops is not None:
+        await prepared.ops.start()
     watch: asyncio.Task[None] | None = None
     if prepared.source is not None:
         watch = asyncio.create_task(prepared.source(stop), name="webhook-watch")
     try:
         await stop.wait()
     finally:
+        if prepared.ops is not None:
+            await prepared.ops.stop()
         await prepared.server.close()
         if prepared.executor is not None:
             prepared.executor.shutdown(wait=False, cancel_futures=True)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -153,9 +154,11 @@ async def test_the_program_serves_a_review_and_stops_on_sigterm(tmp_path: Path) 
     snapshot = tmp_path / "cluster.json"
     items = [raw_service("default", "kubernetes", "10.96.0.1", [("https", 443, "TCP")])]
     snapshot.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    port = _free_port()
+    port, ops_port = _free_port(), _free_port()
     argv = [
         f"--listen=127.0.0.1:{port}",
+        f"--ops-listen=127.0.0.1:{ops_port}",
+        "--log-format=json",
         f"--tls-cert={cert}",
         f"--tls-key={key}",
         f"--snapshot={snapshot}",
@@ -193,11 +196,24 @@ async def test_the_program_serves_a_review_and_stops_on_sigterm(tmp_path: Path) 
             }
             async with session.post(f"{url}/mutate", json=review) as response:
                 answer = await response.json()
+        # The same operations endpoint as `kubedns serve`, over plain HTTP.
+        ops = f"http://127.0.0.1:{ops_port}"
+        async with aiohttp.ClientSession() as plain:
+            async with plain.get(f"{ops}/metrics") as response:
+                metrics_text = await response.text()
+            for path in ("/health", "/ready"):
+                async with plain.get(f"{ops}{path}") as response:
+                    assert response.status == 200, path
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=10)
     assert returncode == 0
-    assert "SIGHUP ignored" in process.stderr.read()  # type: ignore[union-attr]
+    stderr = process.stderr.read()  # type: ignore[union-attr]
+    hangup = [line for line in stderr.splitlines() if "SIGHUP ignored" in line]
+    assert hangup and json.loads(hangup[0])["level"] == "warning", "logged as serve logs: JSON"
+    assert re.search(
+        r'^kubedns_webhook_reviews_total\{outcome="mutated"\} 1\.0$', metrics_text, re.M
+    )
     patched = apply_patch(pod, json.loads(base64.b64decode(answer["response"]["patch"])))
     # --cluster-dns= means no cluster DNS: the kubelet keeps ClusterFirst pods on the node's
     # resolver, so only the variables change.
