@@ -65,8 +65,9 @@ from bench.common import (
 )
 from kubedns.app import Server
 from kubedns.config import load as load_config
+from kubedns.dns.template import Srv
 from kubedns.index import RecordIndex
-from kubedns.records import AAAA, PTR, SRV, TXT, A, Srv
+from kubedns.records import AAAA, PTR, SRV, TXT, A
 
 ZONE = "cluster.local"
 SEARCH = ("{ns}.svc." + ZONE, "svc." + ZONE, ZONE)

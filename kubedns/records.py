@@ -18,8 +18,6 @@ A, NS, CNAME, SOA, PTR, HINFO, TXT, AAAA, SRV, OPT, ANY = 1, 2, 5, 6, 12, 13, 16
 AXFR, IXFR = 252, 251
 
 
-__all__ = ["Srv"]  # re-exported: the SRV rdata value, defined by the codec
-
 Rdata = str | Srv
 """A, AAAA: the address text; CNAME, PTR, NS: the target name; TXT: the text; SRV: ``Srv``."""
 RRsets = dict[int, tuple[Rdata, ...]]

@@ -180,7 +180,7 @@ class Responder:
     def _forget_zone(self) -> None:
         self._zone_replies.clear()
         self._templates.clear()
-        self._generation = self.zone.index.generation
+        self._generation = self._index.generation
 
     def respond(self, data: bytes, *, tcp: bool) -> Response:
         """The reply now (bytes), nothing (None: drop), or an awaitable for a forwarded one."""

@@ -75,7 +75,6 @@ class Query:
     (never below 512)."""
     key: bytes | None
     """The reply-cache key (see ``cache_key``); None when the packet's shape is unusual."""
-    tcp: bool = False
 
     @property
     def qname_wire(self) -> bytes:
@@ -234,7 +233,6 @@ def parse_query(
         edns=edns,
         limit=limit,
         key=found[0] if found else None,
-        tcp=tcp,
     )
 
 

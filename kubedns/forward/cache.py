@@ -11,7 +11,7 @@ each TTL is lowered by the whole seconds the entry has aged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 from cachetools import TLRUCache
@@ -215,15 +215,7 @@ class ReplyCache:
         lifetime = lifetime_of(scanned, self._config)
         if lifetime is None:
             return False
-        clamped = Template(
-            flags=template.flags,
-            ext_rcode=template.ext_rcode,
-            records=template.records,
-            counts=template.counts,
-            group=template.group,
-            ttls=lifetime.ttls,
-            ttl_at=template.ttl_at,
-        ).aged()
+        clamped = replace(template, ttls=lifetime.ttls).aged()
         entry = Entry(clamped, lifetime.kind, self._clock(), lifetime.seconds)
         for kind, store in self._stores.items():
             if kind != entry.kind:

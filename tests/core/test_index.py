@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kubedns.dns.template import Srv
 from kubedns.index import REQUIRED_KINDS, RecordIndex
 from kubedns.objects import (
     Endpoint,
@@ -12,7 +13,7 @@ from kubedns.objects import (
     Service,
     ServicePort,
 )
-from kubedns.records import AAAA, PTR, SRV, A, Srv
+from kubedns.records import AAAA, PTR, SRV, A
 from kubedns.sources.events import Delete, Replace, Upsert
 
 ZONE = "cluster.local"
