@@ -56,6 +56,21 @@ def render(*args: str, kube_version: str = KUBE_VERSION) -> list[Obj]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+def refused(*args: str, kube_version: str = KUBE_VERSION) -> str:
+    """helm's error for values the chart must refuse (fails when it renders them)."""
+    out = subprocess.run(
+        [
+            *(helm(), "template", "kubedns", str(CHART), "--namespace", "kube-system"),
+            *("--kube-version", kube_version, *args),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0, f"helm rendered values it must refuse: {args}"
+    return out.stderr
+
+
 def load_fixture(name: str) -> list[Obj]:
     return [d for d in yaml.safe_load_all((FIXTURES / name).read_text()) if d]
 
