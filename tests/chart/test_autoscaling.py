@@ -107,6 +107,16 @@ def test_cluster_proportional_autoscaler_as_the_addon_runs_it() -> None:
         (["hpa.enabled=true", "hpa.targetCPUUtilizationPercentage=null"], "never scales"),
         (["autoscaler.enabled=true", "autoscaler.linear.nodesPerReplica=0"], "nodesPerReplica"),
         (["replicas=3"], "'replicas' not allowed"),
+        (["hpa.enabled=true", "resources.requests=null"], "needs resources.requests.cpu"),
+        (
+            [
+                "hpa.enabled=true",
+                "hpa.targetCPUUtilizationPercentage=null",
+                "hpa.targetMemoryUtilizationPercentage=80",
+                "resources.requests.memory=null",
+            ],
+            "hpa.targetMemoryUtilizationPercentage needs resources.requests.memory",
+        ),
     ],
 )
 def test_bad_autoscaling_values_are_refused_with_the_reason(args: list[str], message: str) -> None:
