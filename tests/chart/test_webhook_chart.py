@@ -6,9 +6,9 @@ an AdmissionReview over HTTPS verified against the rendered caBundle for the Ser
 The same process, watching a fake API server, shows which requests the webhook makes: the
 rendered ClusterRole must grant exactly those.
 
-``lookup`` (how the chart keeps its CA and certificate across ``helm upgrade``) finds nothing
-without a cluster, so offline every render is a fresh pair: what is checked here is that each
-render agrees with itself (Secret, caBundle, mounted Secret name) and that two renders differ.
+Plain ``helm template`` has no cluster, so ``lookup`` finds nothing and every render is a
+fresh pair: here each render must agree with itself (Secret, caBundle, mounted Secret name) and
+two renders must differ. What an upgrade keeps is in test_webhook_upgrade.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -29,124 +28,37 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests import kubeobjects as k
+from tests.chart.render import (
+    NAMESPACE,
+    Doc,
+    Rendered,
+    kinds,
+    needs_helm,
+    one,
+    render,
+    render_error,
+    rendered,
+)
 from tests.fakeapi import PATHS, FakeApiServer
 from tests.webhook.helpers import apply_patch
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "kubedns"
-NAMESPACE = "kube-system"
 DNS_IP = "10.96.0.10"
 """The kube-dns Service's IP in the fake cluster, which the webhook must write into pods."""
 
-
-def find_helm() -> Path | None:
-    """The helm that .ci/chart-check fetches (its cache path follows the wheel's version),
-    else one on PATH."""
-    match = re.search(r'^HELM_WHEEL="[^=]+==([^"]+)"', (ROOT / ".ci/chart-check").read_text(), re.M)
-    if match:
-        cached = ROOT / ".ci/.cache" / f"helm-{match[1]}" / "helm"
-        if os.access(cached, os.X_OK):
-            return cached
-    found = shutil.which("helm")
-    return Path(found) if found else None
-
-
-HELM = find_helm()
-pytestmark = pytest.mark.skipif(HELM is None, reason="no helm: run .ci/chart-check to fetch it")
-
-Doc = dict[str, Any]
-
-
-def render(*args: str) -> list[Doc]:
-    assert HELM is not None
-    result = subprocess.run(
-        [str(HELM), "template", "kubedns", str(CHART), "--namespace", NAMESPACE, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
-
-
-def render_error(*args: str) -> str:
-    assert HELM is not None
-    result = subprocess.run(
-        [str(HELM), "template", "kubedns", str(CHART), "--namespace", NAMESPACE, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0, "helm rendered values it must refuse"
-    return result.stderr
+pytestmark = needs_helm
 
 
 def webhook_alone() -> list[Doc]:
     """``--set webhook.enabled=true`` and nothing else: the bare-cluster case."""
     return render("--set", "webhook.enabled=true")
-
-
-def one(docs: list[Doc], kind: str, name: str | None = None, component: str = "webhook") -> Doc:
-    (doc,) = [
-        d
-        for d in docs
-        if d["kind"] == kind
-        and (name is None or d["metadata"]["name"] == name)
-        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
-    ]
-    return doc
-
-
-def kinds(docs: list[Doc]) -> list[str]:
-    return sorted(d["kind"] for d in docs)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """What the API server and the webhook's pod get from one render."""
-
-    ca_bundle: bytes
-    """PEM, decoded from the MutatingWebhookConfiguration."""
-    service_name: str
-    """The name the API server checks in the certificate: <service>.<namespace>.svc."""
-    secret: Doc
-    deployment: Doc
-    configmap: Doc
-
-    def data(self, key: str) -> bytes:
-        return base64.b64decode(self.secret["data"][key])
-
-    @property
-    def container(self) -> Doc:
-        (container,) = self.deployment["spec"]["template"]["spec"]["containers"]
-        return dict(container)
-
-
-def rendered(docs: list[Doc]) -> Rendered:
-    (mwc,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
-    (hook,) = mwc["webhooks"]
-    service = hook["clientConfig"]["service"]
-    deployment = one(docs, "Deployment")
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    (secret_name,) = [v["secret"]["secretName"] for v in volumes if "secret" in v]
-    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    return Rendered(
-        ca_bundle=base64.b64decode(hook["clientConfig"]["caBundle"]),
-        service_name=f"{service['name']}.{service['namespace']}.svc",
-        secret=one(docs, "Secret", secret_name),
-        deployment=deployment,
-        configmap=configmap,
-    )
 
 
 # --- the generated certificate -------------------------------------------------------------
