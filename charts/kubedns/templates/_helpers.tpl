@@ -157,18 +157,3 @@ probes, so they are not taken from values.
 {{- $ops := .Values.config.ops | default dict -}}
 {{- int (ceil (get $ops "lame_duck" | default 0)) -}}
 {{- end -}}
-
-{{/* The nameserver IP the webhook writes into pods. */}}
-{{- define "kubedns.clusterDNS" -}}
-{{- $ip := .Values.webhook.clusterDNS | default .Values.service.clusterIP -}}
-{{- if not $ip -}}
-{{- $existing := lookup "v1" "Service" .Release.Namespace .Values.service.name -}}
-{{- if $existing -}}
-{{- $ip = $existing.spec.clusterIP -}}
-{{- end -}}
-{{- end -}}
-{{- if not $ip -}}
-{{- fail "webhook.enabled needs the DNS Service's IP: set service.clusterIP (or webhook.clusterDNS)" -}}
-{{- end -}}
-{{- $ip -}}
-{{- end -}}
