@@ -160,15 +160,19 @@ def _one(directive: Directive) -> str:
 
 
 def _env_reference(directive: Directive) -> str | None:
-    """The first ``{$VAR}`` or ``{%VAR%}`` in a directive or its block: CoreDNS fills these
-    from its own environment at start, which a conversion cannot know."""
+    """The first ``{$VAR}`` or ``{%VAR%}`` on a directive's line: CoreDNS fills these from its
+    own environment at start, which a conversion cannot know."""
     for text in (directive.name, *directive.args):
-        if "{$" in text or "{%" in text:
+        if values.has_env_reference(text):
             return text
-    for inner in directive.block:
-        if (found := _env_reference(inner)) is not None:
-            return found
     return None
+
+
+def _env_reason(reference: str) -> str:
+    return (
+        f"environment substitution in {reference!r} is not done here: write the value into "
+        "the Corefile and run again"
+    )
 
 
 def _http_address(text: str) -> HostPort:
@@ -272,11 +276,12 @@ class _Converter:
         def is_cluster(block: ServerBlock) -> bool:
             return any(directive.name == "kubernetes" for directive in block.directives)
 
-        roots = [keys for _, keys in keyed if any(not key.zone for key in keys)]
-        clusters = [keys for block, keys in keyed if is_cluster(block)]
-        for found in (roots, clusters, [keys for _, keys in keyed]):
+        plain = [(block, [key for key in keys if key.scheme == "dns"]) for block, keys in keyed]
+        roots = [key for _, keys in plain for key in keys if not key.zone]
+        clusters = [key for block, keys in plain if is_cluster(block) for key in keys]
+        for found in (roots, clusters, [key for _, keys in plain for key in keys]):
             if found:
-                return found[0][0].port
+                return found[0].port
         return values.DEFAULT_PORT
 
     def _is_served(
@@ -300,12 +305,7 @@ class _Converter:
     def _directive(self, directive: Directive, block: _Block) -> None:
         name = directive.name
         if (reference := _env_reference(directive)) is not None:
-            self.out.refuse(
-                directive.line,
-                name,
-                f"environment substitution in {reference!r} is not done here: write the value "
-                "into the Corefile and run again",
-            )
+            self.out.refuse(directive.line, name, _env_reason(reference))
             return
         handler = self.handlers.get(name)
         if handler is None:
@@ -329,7 +329,9 @@ class _Converter:
         """Each option in ``directive``'s block: mapped, explained in a comment, or refused."""
         for option in directive.block:
             label = f"{directive.name} {option.name}"
-            if mapped and option.name in mapped:
+            if (reference := _env_reference(option)) is not None:
+                self.out.refuse(option.line, label, _env_reason(reference))
+            elif mapped and option.name in mapped:
                 try:
                     mapped[option.name](option)
                 except ValueError as exc:
@@ -379,6 +381,8 @@ class _Converter:
             raise ValueError(
                 f"{host!r} is not an IP address (interface names are not supported)"
             ) from None
+        if self.bind is not None and self.bind[0] != address.host:
+            raise ValueError(f"kubedns listens on one address, already {self.bind[0]}")
         self.bind = (address.host, directive.line)
 
     def _health(self, directive: Directive, block: _Block) -> None:
@@ -407,7 +411,11 @@ class _Converter:
         if len(directive.args) > 1:
             raise ValueError("takes one address")
         text = directive.args[0] if directive.args else default
-        self.ops.setdefault(kind, (text, directive.line))
+        first = self.ops.setdefault(kind, (text, directive.line))
+        if first[0] != text:
+            raise ValueError(
+                f"kubedns serves one {kind} address, already {first[0]} (line {first[1]})"
+            )
 
     # -- answers ------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ class ServerKey:
 
 def server_key(text: str) -> ServerKey:
     """``.:53``, ``dns://cluster.local:53``, ``corp.example``, ``10.0.0.0/8:53`` ..."""
+    if has_env_reference(text):
+        raise ValueError(f"environment substitution in {text!r} is not done here")
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "dns", text
@@ -66,6 +68,11 @@ def _reverse_zone(text: str) -> str:
         return ".".join([*reversed(labels), "in-addr", "arpa"])
     nibbles = network.network_address.exploded.replace(":", "")[: network.prefixlen // 4]
     return ".".join([*reversed(nibbles), "ip6", "arpa"])
+
+
+def has_env_reference(text: str) -> bool:
+    """Does ``text`` hold ``{$VAR}`` or ``{%VAR%}``, which CoreDNS fills from its environment?"""
+    return "{$" in text or "{%" in text
 
 
 def is_dns_name(name: str) -> bool:

@@ -188,6 +188,12 @@ UNSUPPORTED = [
     (ROOT + "    some_plugin_nobody_wrote\n}\n", "5: some_plugin_nobody_wrote:"),
     (ROOT + "    prometheus :{$METRICS_PORT}\n}\n", "5: prometheus: environment substitution"),
     (ROOT + "    import common\n}\n", "5: import:"),
+    (
+        ".:53 {\n    kubernetes cluster.local {\n        endpoint {$K8S_API}\n    }\n}\n",
+        "3: kubernetes endpoint: environment substitution",
+    ),
+    (".:{$DNS_PORT} {\n    kubernetes cluster.local\n}\n", "1: server block: environment"),
+    (ROOT + "    prometheus :9153\n    prometheus :9253\n}\n", "6: prometheus: kubedns serves one"),
     ("import /etc/coredns/custom/*.server\n" + ROOT + "}\n", "1: import:"),
     (
         ".:53 {\n    kubernetes cluster.local {\n        labels app=web\n    }\n}\n",
@@ -207,7 +213,7 @@ UNSUPPORTED = [
     ),
     (ROOT + "}\nexample.local {\n    kubernetes\n}\n", "7: kubernetes: a second kubernetes"),
     (ROOT + "}\n.:53 {\n    forward . 10.0.0.2\n}\n", "6: server block .:53: zone already served"),
-    (ROOT + "}\ntls://.:853 {\n    forward . 10.0.0.1\n}\n", "6: server block .:853:"),
+    ("tls://.:853 {\n    forward . 10.0.0.1\n}\n" + ROOT + "}\n", "1: server block .:853:"),
     (ROOT + "    forward . tls://9.9.9.9\n}\n", "5: forward: tls://9.9.9.9"),
     (".:53 {\n    kubernetes cluster.local\n    forward . dns.example.com\n}\n", "3: forward:"),
     (
@@ -333,3 +339,14 @@ def test_a_directive_maps_to_a_setting(
     assert run.status == 0, run.stderr
     assert run.config is not None
     assert field(run.config, dotted) == expected
+
+
+def test_a_tls_server_first_does_not_decide_the_port(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = "tls://.:853 {\n    forward . 10.0.0.1\n}\n" + ROOT + "}\n"
+    run = import_corefile(write(tmp_path, text), capsys, tmp_path)
+    assert run.status == 2  # the DoT server is named
+    assert run.config is not None
+    assert run.config.listen == HostPort("0.0.0.0", 53)
+    assert run.config.forward.upstreams == (HostPort("10.0.0.1", 53),)
