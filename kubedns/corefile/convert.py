@@ -14,17 +14,26 @@ off without ``loadbalance``, ``cache.size`` 0 without ``cache``, forwarding off 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from kubedns.config import MAX_UPSTREAMS, ForwardPolicy, HostPort, PodsMode, parse_host_port
+from kubedns.config import (
+    MAX_UPSTREAMS,
+    CacheConfig,
+    ForwardPolicy,
+    HostPort,
+    PodsMode,
+    parse_host_port,
+)
 from kubedns.corefile import values
 from kubedns.corefile.render import SettingPath
 from kubedns.corefile.syntax import Corefile, Directive, ServerBlock
 from kubedns.forward.resolvconf import is_self
 
 RESOLV_CONF = "/etc/resolv.conf"
+_CACHE_DEFAULTS = CacheConfig()
 
 UNSUPPORTED = {
     "hosts": "kubedns serves no hosts-file records; publish the names as Services, or from "
@@ -551,7 +560,7 @@ class _Converter:
         if is_default:
             self._options(
                 directive,
-                mapped=self._forward_options(directive.line),
+                mapped=self._forward_options(),
                 noted=_FORWARD_NOTED,
                 refused=_FORWARD_REFUSED,
                 note_at=("forward",),
@@ -592,7 +601,7 @@ class _Converter:
             raise ValueError(f"stub domain {zone} already forwarded on line {self.stubs[zone][1]}")
         self.stubs[zone] = (upstreams, line)
 
-    def _forward_options(self, line: int) -> dict[str, OptionHandler]:
+    def _forward_options(self) -> dict[str, OptionHandler]:
         def policy(option: Directive) -> None:
             value = _one(option)
             if value not in get_args(ForwardPolicy):
@@ -790,6 +799,11 @@ class _Converter:
             f"{kind} {text} (line {line}): kubedns "
             "serves /metrics, /health and /ready all on this address",
         )
+        if ipaddress.ip_address(address.host).is_loopback:
+            self.out.note(
+                ("ops", "listen"),
+                "a loopback address: nothing outside the pod can scrape or probe it",
+            )
         paths = {"prometheus": "/metrics", "ready": "/ready", "health": "/health"}
         for other, (other_text, other_line) in self.ops.items():
             if other != kind:
@@ -851,8 +865,8 @@ class _Converter:
             if len(set(self.cache_caps.values())) > 1:
                 note += " (the larger of the two)"
             self.out.set(("cache", "size"), size, note)
-        minimum = self.out.settings.get(("cache", "min_ttl"), 5)
-        maximum = self.out.settings.get(("cache", "max_ttl"), 3600)
+        minimum = self.out.settings.get(("cache", "min_ttl"), _CACHE_DEFAULTS.min_ttl)
+        maximum = self.out.settings.get(("cache", "max_ttl"), _CACHE_DEFAULTS.max_ttl)
         if minimum > maximum:
             self.out.set(
                 ("cache", "min_ttl"),
