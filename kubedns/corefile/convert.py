@@ -828,8 +828,9 @@ class _Converter:
                     "stub domains without a `forward .`: kubedns "
                     "cannot forward some domains and refuse the rest",
                 )
-        else:
-            self._check_self(self.default_forward[0], self.default_forward[1], listen)
+        elif not self._check_self(*self.default_forward, listen):
+            # Printed, it would make the config fail at start; the problem names it instead.
+            del self.out.settings["forward", "upstreams"]
         for zone, (upstreams, line) in self.stubs.items():
             if self.cluster is not None and values.is_within(zone, self.cluster):
                 self.out.refuse(

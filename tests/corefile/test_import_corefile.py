@@ -350,3 +350,19 @@ def test_a_tls_server_first_does_not_decide_the_port(
     assert run.config is not None
     assert run.config.listen == HostPort("0.0.0.0", 53)
     assert run.config.forward.upstreams == (HostPort("10.0.0.1", 53),)
+
+
+def test_forwarding_to_itself_is_refused_and_left_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = (
+        ".:53 {\n    kubernetes cluster.local\n"
+        "    forward . 127.0.0.1 {\n        policy sequential\n    }\n}\n"
+    )
+    path = write(tmp_path, text)
+    run = import_corefile(path, capsys, tmp_path)
+    assert run.status == 2
+    assert f"{path}:3: forward: 127.0.0.1:53 is kubedns's own listen address" in run.stderr
+    assert run.config is not None
+    assert run.config.forward.upstreams == ()
+    assert run.config.forward.policy == "sequential"
