@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubedns.corefile.convert import Conversion, Problem, convert
+from kubedns.corefile.conversion import Conversion, Problem
+from kubedns.corefile.convert import convert
 from kubedns.corefile.render import SettingPath, render
 from kubedns.corefile.syntax import CorefileError, parse, read_text
 
