@@ -68,6 +68,8 @@ def _http_address(text: str) -> HostPort:
 
 
 class _Converter:
+    """One pass over the blocks, then ``_finish`` for what depends on the whole file."""
+
     def __init__(self) -> None:
         self.out = Conversion()
         self.port = values.DEFAULT_PORT
