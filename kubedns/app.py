@@ -24,7 +24,7 @@ from kubedns.config import Config, ConfigError, HostPort, TCPConfig
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.forward.cache import ReplyCache
 from kubedns.index import RecordIndex
-from kubedns.reload import ConfigSource, Reloader, digest, retire
+from kubedns.reload import ConfigSource, Reloader, digest, forget_upstreams, retire
 from kubedns.sources.events import watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport import udp
@@ -211,16 +211,24 @@ class Server:
 
     # -- reload hooks (kubedns.reload decides what changes; these do it) -------------------
 
-    def swap_forwarder(self, forwarder: Forwarder | None) -> None:
+    def swap_forwarder(self, forwarder: Forwarder | None, *, new_upstreams: bool) -> None:
         """Send names outside the cluster to ``forwarder`` (started) from the next query on.
-        The old one finishes the queries it holds and is closed after them."""
+        The old one finishes the queries it holds and is closed after them.
+
+        With ``new_upstreams`` the loop check runs again; without, forwarding that a detected
+        loop turned off stays off (the same upstreams would loop again)."""
         old, self.forwarder = self.forwarder, forwarder
-        self.responder.fallback = forwarder
+        looped = old is not None and self.responder.fallback is None
+        if new_upstreams or not looped:
+            self.responder.fallback = forwarder
         if old is not None:
-            timeout = old.timeout + DRAIN_MARGIN
-            self._spawn(retire(old, timeout=timeout), name="forward-retire")
-        if forwarder is not None:
+            self._spawn(self._retire(old), name="forward-retire")
+        if forwarder is not None and new_upstreams:
             self._spawn(self._check_loop(forwarder), name="forward-loop-check")
+
+    async def _retire(self, old: Forwarder) -> None:
+        await retire(old, timeout=old.timeout + DRAIN_MARGIN)
+        forget_upstreams(old, keep=self.forwarder)
 
     def set_tcp_limits(self, settings: TCPConfig) -> None:
         """TCP limits and timeouts for every connection from now on (open ones included)."""

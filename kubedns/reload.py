@@ -194,7 +194,8 @@ async def apply(server: Server, new: Config) -> Applied:
         server.responder.reconfigure(ClusterZone(server.index, target), target.replies)
     server.set_tcp_limits(target.tcp)
     if rebuild:
-        server.swap_forwarder(forwarder)
+        new_upstreams = destinations(forwarder) != destinations(server.forwarder)
+        server.swap_forwarder(forwarder, new_upstreams=new_upstreams)
     return Applied(changed, restart)
 
 
@@ -207,6 +208,22 @@ async def retire(old: Forwarder, *, timeout: float) -> None:
     while old.in_flight and loop.time() < deadline:
         await asyncio.sleep(RETIRE_POLL)
     await old.close()
+
+
+def destinations(forwarder: Forwarder | None) -> set[tuple[str, str]]:
+    """Where ``forwarder`` sends names: (pool domain, upstream) pairs."""
+    if forwarder is None:
+        return set()
+    return {(pool.name, upstream.label) for pool in forwarder.pools for upstream in pool.upstreams}
+
+
+def forget_upstreams(old: Forwarder, *, keep: Forwarder | None) -> None:
+    """Drop the per-upstream series of upstreams ``old`` had and ``keep`` has not, so a
+    removed upstream does not stay on dashboards as up (or down) forever."""
+    gone = {label for _, label in destinations(old)} - {label for _, label in destinations(keep)}
+    for label in gone:
+        with contextlib.suppress(KeyError):  # never set: nothing to drop
+            metrics.FORWARD_UPSTREAM_UP.remove(label)
 
 
 class Reloader:

@@ -231,6 +231,68 @@ async def test_a_configmap_update_moves_forwarding_to_the_new_upstream(
         assert samples["kubedns_config_last_reload_successful"] == 1
 
 
+def total(samples: dict[str, float], family: str, *, having: str = "") -> float:
+    """The sum of a family's samples whose labels contain ``having`` (whatever other labels
+    the family carries)."""
+    return sum(
+        value
+        for name, value in samples.items()
+        if name.partition("{")[0] == family and having in name
+    )
+
+
+async def test_stub_domains_and_pods_mode_reload(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, second = upstreams
+    port, ops = free_port(), free_port()
+    pod = "10-244-1-5.shop.pod.cluster.local"
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        assert await address_of(server, f"www.{PROBE}") == FIRST
+        assert await address_of(server, pod) == "10.244.1.5"
+        stubs = {"upstreams": [str(first)], "stub_domains": {f"www.{PROBE}": [str(second)]}}
+        volume.publish(base_config(first, port, ops, forward=stubs, pods="disabled"))
+        await server.reloaded(1)
+        assert await address_of(server, f"www.{PROBE}") == SECOND
+        assert await address_of(server, PROBE) == FIRST
+        assert (await ask(server, pod)).rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_the_forward_cache_is_kept_unless_its_settings_or_upstreams_change(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, second = upstreams
+    port, ops = free_port(), free_port()
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        await address_of(server, PROBE)  # now cached
+        before = server.metrics()
+        slower = {"upstreams": [str(first)], "timeout": 3.0, "policy": "sequential"}
+        volume.publish(base_config(first, port, ops, forward=slower))
+        await server.reloaded(1)
+        assert await address_of(server, PROBE) == FIRST
+        after = server.metrics()
+        requests = "coredns_forward_requests_total"
+        assert total(after, requests) == total(before, requests)  # answered from the cache
+        hits = "coredns_cache_hits_total"
+        assert total(after, hits) == total(before, hits) + 1
+        # Other cache settings: a new, empty cache.
+        volume.publish(base_config(first, port, ops, forward=slower, cache={"size": 100}))
+        await server.reloaded(2)
+        assert total(server.metrics(), "coredns_cache_entries") == 0
+        assert await address_of(server, PROBE) == FIRST
+        assert total(server.metrics(), requests) == total(after, requests) + 1
+        # Another upstream: the old one's series goes once it has nothing in flight.
+        volume.publish(base_config(second, port, ops))
+        await server.reloaded(3)
+        up = "kubedns_forward_upstream_up"
+        async with asyncio.timeout(WAIT):
+            while total(server.metrics(), up, having=f'"{first}"'):
+                await asyncio.sleep(0.05)
+        assert total(server.metrics(), up, having=f'"{second}"') == 1
+
+
 async def test_sighup_applies_an_edit_when_polling_is_off(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
