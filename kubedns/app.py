@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kubedns import limits, metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
-from kubedns.config import Config, ConfigError, HostPort, TCPConfig
+from kubedns.config import Config, ConfigError, HostPort
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
 from kubedns.forward.cache import ReplyCache
 from kubedns.index import RecordIndex
@@ -178,8 +178,7 @@ class Server:
             listen.port,
             family=family,
             batch=self.config.udp.batch,
-            # The forwarder answers REFUSED past max_concurrent; see kubedns.transport.udp.
-            max_pending=2 * self.config.forward.max_concurrent,
+            max_pending=udp_pending_limit(self.config),
         )
         _enlarge_receive_buffer(self._udp.socket)
         port = self._udp.socket.getsockname()[1]
@@ -230,10 +229,12 @@ class Server:
         await retire(old, timeout=old.timeout + DRAIN_MARGIN)
         forget_upstreams(old, keep=self.forwarder)
 
-    def set_tcp_limits(self, settings: TCPConfig) -> None:
-        """TCP limits and timeouts for every connection from now on (open ones included)."""
+    def set_limits(self, config: Config) -> None:
+        """Transport limits and timeouts from now on (for open TCP connections too)."""
         if self._tcp_handler is not None:
-            self._tcp_handler.settings = settings
+            self._tcp_handler.settings = config.tcp
+        if self._udp is not None:
+            self._udp.max_pending = udp_pending_limit(config)
 
     async def stop(self) -> None:
         """Not ready, a lame-duck period, stop taking queries, finish and send every reply
@@ -272,6 +273,12 @@ class Server:
         if self.ops is not None:
             await self.ops.stop()
         log.info("stopped")
+
+
+def udp_pending_limit(config: Config) -> int:
+    """Forwarded UDP queries awaited at once. The forwarder answers REFUSED past
+    ``max_concurrent`` itself; see kubedns.transport.udp for why twice that."""
+    return 2 * config.forward.max_concurrent
 
 
 DRAIN_MARGIN = 1.0

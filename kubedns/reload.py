@@ -192,7 +192,7 @@ async def apply(server: Server, new: Config) -> Applied:
     server.config = target
     if (target.ttl, target.pods, target.replies) != (running.ttl, running.pods, running.replies):
         server.responder.reconfigure(ClusterZone(server.index, target), target.replies)
-    server.set_tcp_limits(target.tcp)
+    server.set_limits(target)
     if rebuild:
         new_upstreams = destinations(forwarder) != destinations(server.forwarder)
         server.swap_forwarder(forwarder, new_upstreams=new_upstreams)

@@ -405,6 +405,24 @@ async def test_a_changed_listen_address_is_named_and_the_rest_applies(
         assert server.metrics()['kubedns_config_reloads_total{result="success"}'] == 1
 
 
+async def test_tcp_limits_change_in_place(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    patient = {"idle_timeout": 300.0, "max_lifetime": 600.0}  # far beyond WAIT
+    volume.publish(base_config(first, port, ops, tcp=patient))
+    async with serving(volume) as server:
+        volume.publish(base_config(first, port, ops, tcp={**patient, "idle_timeout": 0.2}))
+        await server.reloaded(1)
+        reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+        try:
+            async with asyncio.timeout(WAIT):  # closed by the server for idling, as now set
+                assert await reader.read() == b""
+        finally:
+            writer.close()
+
+
 async def test_logging_settings_change_in_place(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
