@@ -344,8 +344,8 @@ async def run(config: Config, source: ConfigSource | None = None, *, content: st
     try:
         await stop.wait()
     finally:
-        reloader.close()  # a reload under way finishes before the stop begins
-        await reloading
+        reloading.cancel()  # a reload is applied whole or not at all; see Reloader.run
+        await asyncio.gather(reloading, return_exceptions=True)
         await server.stop()
 
 

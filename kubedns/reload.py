@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -226,6 +227,32 @@ def forget_upstreams(old: Forwarder, *, keep: Forwarder | None) -> None:
             metrics.FORWARD_UPSTREAM_UP.remove(label)
 
 
+async def read_in_thread(source: ConfigSource) -> bytes:
+    """``source.read()`` in a daemon thread: a hung volume (a network file system) must stop
+    neither the event loop answering queries nor the process exiting."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+
+    def settle(data: bytes | None, error: ConfigError | None) -> None:
+        if done.done():  # the reloader was cancelled meanwhile
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(data or b"")
+
+    def work() -> None:
+        try:
+            data, error = source.read(), None
+        except ConfigError as exc:
+            data, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: we are exiting
+            loop.call_soon_threadsafe(settle, data, error)
+
+    threading.Thread(target=work, name="config-read", daemon=True).start()
+    return await done
+
+
 class Reloader:
     """Reloads ``source`` into a running server: on ``request()`` (SIGHUP) and on a change of
     the file, seen by reading it every ``reload.interval`` seconds.
@@ -241,7 +268,6 @@ class Reloader:
         """The digest (or read error) last acted on: a poll that finds it again does nothing."""
         self._wake = asyncio.Event()
         self._forced = False
-        self._closed = False
         metrics.CONFIG_LAST_RELOAD_SUCCESSFUL.set(1)
         metrics.CONFIG_LAST_RELOAD_SUCCESS.set(time.time())
         self._record_version(content)
@@ -252,20 +278,16 @@ class Reloader:
         self._forced = True
         self._wake.set()
 
-    def close(self) -> None:
-        """End ``run`` (after a reload under way)."""
-        self._closed = True
-        self._wake.set()
-
     async def run(self, server: Server) -> None:
-        """Until ``close``: wait for a request or the next poll, then reload if due."""
-        while not self._closed:
+        """Forever (cancel it to stop): wait for a request or the next poll, reload if due.
+
+        Cancelling is safe: the only wait inside a reload is the read of the file; applying
+        it never yields to the event loop, so it is done whole or not begun."""
+        while True:
             interval = server.config.reload.interval
             with contextlib.suppress(TimeoutError):  # the poll is due
                 await asyncio.wait_for(self._wake.wait(), interval or None)
             self._wake.clear()
-            if self._closed:
-                return
             forced, self._forced = self._forced, False
             if forced and self.source.path is None:
                 log.info("no config file (--config) to reload; the flags stay as they are")
@@ -275,8 +297,7 @@ class Reloader:
     async def reload(self, server: Server, *, forced: bool) -> bool:
         """Read the file and apply it if it changed (or if ``forced``); True if applied."""
         try:
-            # In a thread: a hung volume must not stop the event loop answering queries.
-            data = await asyncio.to_thread(self.source.read)
+            data = await read_in_thread(self.source)
         except ConfigError as exc:
             # Remembered like a digest, so a file missing for an hour is reported once.
             seen, self._seen = self._seen, f"error: {exc}"

@@ -166,6 +166,10 @@ async def serving(volume: ConfigMapVolume) -> AsyncIterator[Reloading]:
     try:
         await server.wait_for_line("serving DNS on")
         yield server
+        # After any reloads (old forwarders retired or retiring), a clean stop.
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        assert await server.wait_exit() == 0
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -386,6 +390,41 @@ async def test_a_missing_file_is_a_failed_reload_once(
         await server.wait_for_lines("config reload failed", 2)
         assert await address_of(server, PROBE) == FIRST
         assert server.metrics()['kubedns_config_reloads_total{result="failed"}'] == 2
+
+
+async def test_a_hung_config_read_blocks_neither_answers_nor_the_exit(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        # A FIFO as config.yaml: reading it blocks, as on a hung network volume.
+        hung = volume.root / "..2026_12_01_00_00_00.hung"
+        hung.mkdir()
+        os.mkfifo(hung / "config.yaml")
+        staging = volume.root / "..data_tmp"
+        staging.symlink_to(hung.name)
+        staging.replace(volume.root / "..data")
+        writer = await opened_by_a_reader(hung / "config.yaml")
+        try:
+            # kubedns now waits in read() for bytes that never come.
+            assert await address_of(server, PROBE) == FIRST
+            assert await ttl_of(server, CLUSTER_NAME) == 5
+            server.process.send_signal(signal.SIGTERM)
+            assert await server.wait_exit() == 0
+        finally:
+            os.close(writer)
+
+
+async def opened_by_a_reader(fifo: Path) -> int:
+    """Open ``fifo`` for writing once someone opens it for reading (the poll of kubedns)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                await asyncio.sleep(0.05)
 
 
 async def test_a_changed_listen_address_is_named_and_the_rest_applies(
