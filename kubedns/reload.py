@@ -309,9 +309,14 @@ class Reloader:
             return False
         self._seen = content
         try:
-            applied = await apply(server, self.source.parse(data))
+            new = self.source.parse(data)
         except ConfigError as exc:
-            self._failed(f"config error: {exc}")
+            self._failed(f"config error: {exc}")  # worded as check-config and serve print it
+            return False
+        try:
+            applied = await apply(server, new)
+        except ConfigError as exc:  # the new forwarder refused it (self-forwarding, ...)
+            self._failed(str(exc))
             return False
         except Exception as exc:  # a bug: say so loudly, but keep serving and reloading
             log.exception("config reload failed unexpectedly")

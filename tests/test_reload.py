@@ -335,7 +335,10 @@ def check_config_message(path: Path) -> str:
         check=False,
     )
     assert done.returncode == 2, done
-    return done.stderr.strip().removeprefix("kubedns: ")
+    # Its message (which may span lines) follows any log lines it wrote first.
+    lines = done.stderr.strip().splitlines()
+    first = max(i for i, line in enumerate(lines) if line.startswith("kubedns: "))
+    return "\n".join(lines[first:]).removeprefix("kubedns: ")
 
 
 @pytest.mark.parametrize(
@@ -363,7 +366,7 @@ async def test_an_invalid_config_keeps_the_running_one(
         (line,) = await server.wait_for_lines("config reload failed", 1)
         assert reason in line
         # What check-config prints, word for word (newlines escaped: one record, one line).
-        assert escape(check_config_message(volume.path)) in line
+        assert line.rstrip().endswith("stays: " + escape(check_config_message(volume.path)))
         assert await address_of(server, PROBE) == FIRST
         samples = server.metrics()
         assert samples['kubedns_config_reloads_total{result="failed"}'] == 1
@@ -374,6 +377,20 @@ async def test_an_invalid_config_keeps_the_running_one(
         await server.reloaded(1)
         assert await address_of(server, PROBE) == SECOND
         assert server.metrics()["kubedns_config_last_reload_successful"] == 1
+
+
+async def test_upstreams_that_are_kubedns_itself_keep_the_running_config(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        volume.publish(base_config(server.address, port, ops))
+        (line,) = await server.wait_for_lines("config reload failed", 1)
+        assert "is kubedns itself" in line
+        assert line.rstrip().endswith("stays: " + escape(check_config_message(volume.path)))
+        assert await address_of(server, PROBE) == FIRST
 
 
 async def test_a_missing_file_is_a_failed_reload_once(
