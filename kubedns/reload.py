@@ -23,24 +23,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubedns import limits, logs, metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.config import Config, ConfigError, load
+from kubedns.sources.events import Replace, watched_kinds
+from kubedns.sources.snapshot import SnapshotError, load_snapshot
 
 if TYPE_CHECKING:
     from kubedns.app import Server
     from kubedns.forward import Forwarder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HASH = "sha512"
 """The hash of the config file's bytes, as CoreDNS's ``coredns_reload_version_info`` labels it."""
@@ -111,14 +115,31 @@ def _set(config: Any, dotted: str, value: Any) -> Any:
 def needs_restart(running: Config, new: Config) -> list[str]:
     """The keys whose change only a restart applies, among those that differ.
 
-    ``pods`` is one of them only when it moves to or from ``verified``: that mode adds the Pod
-    list and watch, and the set of watched kinds (and the index's readiness, which waits for
-    each of them) is fixed when the source starts. ``disabled`` and ``insecure`` answer from
-    the index as it is, so moving between them applies at once."""
+    ``pods`` is one of them when it moves to or from ``verified`` while the API is watched:
+    that mode adds the Pod list and watch, and the watched kinds (and the index's readiness,
+    which waits for each of them) are fixed when the source starts. Serving a snapshot, the
+    Pods are read from it again instead; ``disabled`` and ``insecure`` answer from the index
+    as it is, so moving between them applies at once."""
     changed = [key for key in RESTART_KEYS if _get(running, key) != _get(new, key)]
-    if (running.pods == "verified") != (new.pods == "verified"):
+    if running.snapshot is None and _pods_kind_changes(running, new):
         changed.append("pods")
     return changed
+
+
+def _pods_kind_changes(running: Config, new: Config) -> bool:
+    """Whether the index must start or stop keeping Pods."""
+    return (running.pods == "verified") != (new.pods == "verified")
+
+
+def pod_events(config: Config) -> list[Replace]:
+    """What the index must apply to keep the Pods ``config`` needs: every Pod of the served
+    snapshot for ``verified``, none otherwise (freeing their memory)."""
+    if config.pods != "verified" or config.snapshot is None:
+        return [Replace("Pod", ())]
+    try:
+        return load_snapshot(config.snapshot, kinds=("Pod",))
+    except SnapshotError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def changed_sections(running: Config, new: Config) -> list[str]:
@@ -173,12 +194,17 @@ class Applied:
 async def apply(server: Server, new: Config) -> Applied:
     """Make ``new`` the running config of ``server``, but for the restart-only keys.
 
-    Everything that can fail (building the forwarder, which reads resolv.conf and refuses to
-    forward to ourselves) happens before the swap, so a failure leaves the server as it was.
+    Everything that can fail (reading the snapshot's Pods, building the forwarder, which
+    reads resolv.conf and refuses to forward to ourselves) happens before the swap, so a
+    failure leaves the server as it was; the forwarder is built last, so a cancelled reload
+    leaves no forwarder behind.
     """
     running = server.config
     target, restart = applicable(running, new)
     changed = changed_sections(running, target)
+    pods: list[Replace] = []
+    if _pods_kind_changes(running, target):  # serving a snapshot: it is read again
+        pods = await in_thread(functools.partial(pod_events, target))
     forwarder: Forwarder | None = None
     rebuild = _forwarder_changed(running, target)
     if rebuild:
@@ -191,6 +217,11 @@ async def apply(server: Server, new: Config) -> Applied:
     if target.logging != running.logging:
         logs.setup(target.logging)
     server.config = target
+    if pods:
+        for event in pods:
+            server.index.apply(event)
+        server.kinds = watched_kinds(pods=target.pods)
+        server.index.require(server.kinds)
     if (target.ttl, target.pods, target.replies) != (running.ttl, running.pods, running.replies):
         server.responder.reconfigure(ClusterZone(server.index, target), target.replies)
     server.set_limits(target)
@@ -227,29 +258,28 @@ def forget_upstreams(old: Forwarder, *, keep: Forwarder | None) -> None:
             metrics.FORWARD_UPSTREAM_UP.remove(label)
 
 
-async def read_in_thread(source: ConfigSource) -> bytes:
-    """``source.read()`` in a daemon thread: a hung volume (a network file system) must stop
-    neither the event loop answering queries nor the process exiting."""
+async def in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a daemon thread: a hung volume (a network file system) must stop neither
+    the event loop answering queries nor the process exiting (asyncio's executor threads
+    are joined at exit)."""
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[bytes] = loop.create_future()
+    done: asyncio.Future[T] = loop.create_future()
 
-    def settle(data: bytes | None, error: ConfigError | None) -> None:
-        if done.done():  # the reloader was cancelled meanwhile
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(data or b"")
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # else the reloader was cancelled meanwhile
+            outcome()
 
-    def work() -> None:
+    def run() -> None:
         try:
-            data, error = source.read(), None
-        except ConfigError as exc:
-            data, error = None, exc
+            result = work()
+        except Exception as exc:
+            outcome = functools.partial(done.set_exception, exc)
+        else:
+            outcome = functools.partial(done.set_result, result)
         with contextlib.suppress(RuntimeError):  # the loop closed: we are exiting
-            loop.call_soon_threadsafe(settle, data, error)
+            loop.call_soon_threadsafe(settle, outcome)
 
-    threading.Thread(target=work, name="config-read", daemon=True).start()
+    threading.Thread(target=run, name="config-read", daemon=True).start()
     return await done
 
 
@@ -297,7 +327,7 @@ class Reloader:
     async def reload(self, server: Server, *, forced: bool) -> bool:
         """Read the file and apply it if it changed (or if ``forced``); True if applied."""
         try:
-            data = await read_in_thread(self.source)
+            data = await in_thread(self.source.read)
         except ConfigError as exc:
             # Remembered like a digest, so a file missing for an hour is reported once.
             seen, self._seen = self._seen, f"error: {exc}"

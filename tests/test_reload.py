@@ -263,6 +263,44 @@ async def test_stub_domains_and_pods_mode_reload(
         assert (await ask(server, pod)).rcode() == dns.rcode.NXDOMAIN
 
 
+async def test_pods_verified_and_back_while_serving_a_snapshot(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    real, unknown = "10-244-1-5.shop.pod.cluster.local", "10-244-9-9.shop.pod.cluster.local"
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        assert await address_of(server, unknown) == "10.244.9.9"  # insecure: any IP
+        volume.publish(base_config(first, port, ops, pods="verified"))
+        await server.reloaded(1)
+        assert (await ask(server, unknown)).rcode() == dns.rcode.NXDOMAIN
+        assert await address_of(server, real) == "10.244.1.5"
+        with urllib.request.urlopen(f"http://{server.ops}/ready", timeout=WAIT) as ready:
+            assert ready.status == 200  # the Pods were listed (read) before they counted
+        volume.publish(base_config(first, port, ops, pods="insecure"))
+        await server.reloaded(2)
+        assert await address_of(server, unknown) == "10.244.9.9"
+
+
+async def test_a_snapshot_broken_since_the_start_fails_the_switch_to_verified(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort], tmp_path: Path
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    snapshot = tmp_path / "cluster.yaml"
+    snapshot.write_text(CLUSTER.read_text())
+    unknown = "10-244-9-9.shop.pod.cluster.local"
+    volume.publish(base_config(first, port, ops, snapshot=str(snapshot)))
+    async with serving(volume) as server:
+        snapshot.write_text("items: [\n")
+        volume.publish(base_config(first, port, ops, snapshot=str(snapshot), pods="verified"))
+        (line,) = await server.wait_for_lines("config reload failed", 1)
+        assert str(snapshot) in line
+        assert line.rstrip().endswith("stays: " + escape(check_config_message(volume.path)))
+        assert await address_of(server, unknown) == "10.244.9.9"  # still insecure
+
+
 async def test_the_forward_cache_is_kept_unless_its_settings_or_upstreams_change(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:

@@ -27,7 +27,7 @@ def changed(**settings: Any) -> Config:
         ({"dns_service": "dns/kubedns"}, ["dns_service"], []),
         ({"udp.batch": False}, ["udp.batch"], []),
         ({"watch.page_size": 100}, ["watch"], []),
-        ({"pods": "verified"}, ["pods"], []),
+        ({"pods": "verified"}, ["pods"], []),  # watching the API (serving a snapshot: below)
         ({"pods": "disabled"}, [], ["pods"]),
         ({"ttl.records": 30, "listen": "127.0.0.1:53"}, ["listen"], ["ttl"]),
         ({"forward.upstreams": ["10.0.0.2:53"]}, [], ["forward"]),
@@ -43,6 +43,13 @@ def test_restart_keys_are_kept_and_named(
     assert changed_sections(RUNNING, target) == applied
     for key in named:
         assert getattr(target, key.split(".")[0]) == getattr(RUNNING, key.split(".")[0])
+
+
+def test_pods_to_verified_applies_in_place_when_serving_a_snapshot() -> None:
+    running = changed(snapshot="cluster.yaml")
+    target, named = applicable(running, changed(snapshot="cluster.yaml", pods="verified"))
+    assert named == []
+    assert target.pods == "verified"
 
 
 @pytest.mark.parametrize("key", RESTART_KEYS)
