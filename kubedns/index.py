@@ -86,7 +86,8 @@ class RecordIndex:
 
     def require(self, kinds: Iterable[Kind]) -> None:
         """Count as synced only once ``kinds`` have all been listed (the watched kinds changed
-        on a reload). Only kinds already listed may be added, so readiness never drops."""
+        on a reload). A reload adds a kind only after applying its first list, so serving
+        that was synced stays synced (and ``/ready`` stays 200)."""
         self._required = frozenset(kinds)
         self.generation += 1
 
