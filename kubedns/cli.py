@@ -11,6 +11,7 @@ from typing import Any
 
 from kubedns import __version__, app, config, logs
 from kubedns.corefile.cli import add_import_parser
+from kubedns.reload import ConfigSource, digest
 from kubedns.sources.snapshot import SnapshotError
 from kubedns.webhook.cli import add_webhook_parser
 
@@ -155,14 +156,17 @@ def run_check_config(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        settings = config.load(args.config, serve_overrides(args))
+        source = ConfigSource(args.config, serve_overrides(args))
+        # Read once, parsed and hashed: a reload compares the file against these very bytes.
+        data = source.read()
+        settings = source.parse(data)
     except config.ConfigError as exc:
         print(f"kubedns: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.setup(settings.logging)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(app.run(settings))
+            runner.run(app.run(settings, source, content=digest(data)))
     except (config.ConfigError, SnapshotError) as exc:
         print(f"kubedns: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -127,6 +127,17 @@ class OpsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    """Reloading the config file while serving (``kubedns serve --config FILE``; SIGHUP too)."""
+
+    interval: float = 5.0
+    """Seconds between two reads of the config file; a changed content (a SHA-512 of the bytes,
+    so the symlink swap of a mounted ConfigMap is seen too) is reloaded. 0 turns the polling
+    off; SIGHUP still reloads. The kubelet takes about a minute to update a ConfigMap volume,
+    so a few seconds here add little to that; reading a small file that often costs nothing."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: LogLevel = "info"
     format: LogFormat = "json"
@@ -300,6 +311,7 @@ class Config:
     udp: UDPConfig = field(default_factory=UDPConfig)
     replies: RepliesConfig = field(default_factory=RepliesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
@@ -340,10 +352,20 @@ def _check_ip(host: str) -> str:
         raise ValueError(f"{host!r} is not an IP address") from None
 
 
-def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read ``path`` (YAML), apply ``overrides`` (dotted keys) and validate the result."""
+def load(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    text: str | None = None,
+) -> Config:
+    """Read ``path`` (YAML), apply ``overrides`` (dotted keys) and validate the result.
+
+    With ``text`` that is the file's content, already read (a reload hashes and parses the
+    same bytes); ``path`` then only names the file in messages."""
     raw: dict[str, Any] = {}
-    if path is not None:
+    if text is not None:
+        raw = _parse_file(text, path)
+    elif path is not None:
         raw = _read_file(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
@@ -355,9 +377,17 @@ def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8: {exc}") from exc
+    return _parse_file(text, path)
+
+
+def _parse_file(text: str, path: Path | None) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if data is None:
@@ -599,6 +629,15 @@ def _validate(config: Config) -> None:
     _validate_forward(config.forward, config.zone)
     _validate_cache(config.cache)
     _validate_watch(config.watch)
+    if config.reload.interval > MAX_RELOAD_INTERVAL:
+        raise ConfigError(
+            f"reload.interval is {config.reload.interval}; at most {MAX_RELOAD_INTERVAL:.0f} s "
+            "(0 turns the polling off)"
+        )
+
+
+MAX_RELOAD_INTERVAL = 86400.0
+"""A day: an interval longer than this is a typo (milliseconds?) rather than a choice."""
 
 
 def _validate_webhook(webhook: WebhookConfig) -> None:

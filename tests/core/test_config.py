@@ -42,6 +42,9 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("dns_service: kube-dns\n", "dns_service 'kube-dns' must be namespace/name"),
         ("- a\n- b\n", "must hold a mapping"),
         ("ttl: {records: [\n", "is not valid YAML"),
+        ("reload: {interval: -1}\n", "reload.interval must not be negative"),
+        ("reload: {interval: 90000}\n", "reload.interval is 90000.0; at most 86400 s"),
+        ("reload: {interval: fast}\n", "reload.interval must be a number"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -55,6 +58,13 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load(tmp_path / "absent.yaml")
+
+
+def test_a_file_not_in_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("cluster_domain: caf\u00e9.local\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        load(path)
 
 
 def test_empty_file_means_defaults(tmp_path: Path) -> None:
