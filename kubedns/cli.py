@@ -181,8 +181,8 @@ def run_config_schema(args: argparse.Namespace) -> int:
         return 0
     try:
         changed = config_schema.update_values_schema(args.update)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"kubedns: cannot update {args.update}: {exc!r}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        print(f"kubedns: cannot update {args.update}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"kubedns: {args.update}: config schema {'updated' if changed else 'up to date'}")
     return 0

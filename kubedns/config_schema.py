@@ -103,6 +103,8 @@ def update_values_schema(path: Path) -> bool:
     keeping the rest of the file as it is. True when the file changed."""
     text = path.read_text(encoding="utf-8")
     values = json.loads(text)
+    if not isinstance(values, dict) or not isinstance(values.get("properties"), dict):
+        raise ValueError("no top-level properties: not a chart's values.schema.json")
     values["properties"]["config"] = chart_schema()
     updated = to_json(values)
     if updated == text:
@@ -170,8 +172,10 @@ def _type_schema(hint: Any, docs: Mapping[str, Mapping[str, str]]) -> dict[str, 
     base, rules = config.split_rules(hint)
     origin = get_origin(base)
     if origin in (typing.Union, types.UnionType):
-        (inner,) = [arg for arg in get_args(base) if arg is not type(None)]
-        return _nullable(_type_schema(inner, docs))
+        options = [arg for arg in get_args(base) if arg is not type(None)]
+        if len(options) != 1:  # load() converts to the first type only
+            raise TypeError(f"no JSON Schema for setting type {base!r}: one type or None")
+        return _nullable(_type_schema(options[0], docs))
     schema = _plain_schema(base, docs)
     for rule in rules:
         schema.update(rule.schema())
