@@ -4,6 +4,11 @@ Settings are nested frozen dataclasses. ``load()`` reads an optional YAML file, 
 line overrides on top, and validates everything before anything starts: a bad value raises
 ``ConfigError`` naming the dotted key and what is allowed. Nothing here exits the process.
 
+Bounds and forms of single values are ``Annotated`` rules on the field types (``Range``,
+``Length``, ``Pattern``, ``Address``): ``load()`` checks them, and ``kubedns.config_schema``
+turns the same rules into the JSON Schema of the file (the Helm chart's values.schema.json).
+Only checks across settings are written out, in ``_validate``.
+
 The file uses the same names as the dataclass fields (``snake_case``), for example::
 
     cluster_domain: cluster.local
@@ -38,6 +43,38 @@ MAX_UPSTREAMS = 15
 
 class ConfigError(ValueError):
     """A setting is missing, unknown or out of range; the message names the key."""
+
+
+# The textual addresses ``ipaddress`` accepts, as regular expressions for the schema's patterns
+# (tests/test_config_schema.py checks that the two agree on generated addresses).
+_H16 = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+
+
+def _groups(count: int) -> str:
+    """Exactly ``count`` hex groups joined by colons."""
+    return "" if count == 0 else _H16 + f"(?::{_H16}){{{count - 1}}}"
+
+
+def _ipv6_regex() -> str:
+    """Every form ``ipaddress`` reads: eight groups, the last two possibly written as IPv4, or
+    fewer around one ``::`` (which stands for one zero group or more); then ``%scope``."""
+    forms = [_groups(8), f"{_groups(6)}:{_IPV4}"]
+    for before in range(8):
+        room = 7 - before  # groups that may follow "::"
+        after = [f"{_H16}(?::{_H16}){{0,{room - 1}}}"] if room else []
+        if room >= 2:
+            after.append(f"(?:{_H16}:){{0,{room - 2}}}{_IPV4}")
+        forms.append(f"{_groups(before)}::" + (f"(?:{'|'.join(after)})?" if after else ""))
+    return f"(?:{'|'.join(forms)})(?:%[^%/\\]]+)?"
+
+
+_IPV6 = _ipv6_regex()
+# 0-65535 with any leading zeros, as int() reads the digits; the second form only from 1.
+_PORT_FROM_1 = (
+    "0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,32 +185,6 @@ Rule = Range | Length | Pattern | Address
 def _plain(number: float) -> float | int:
     """``5.0`` -> ``5``: bounds read as people write them, in messages and in the schema."""
     return int(number) if float(number).is_integer() else number
-
-
-# The textual addresses ``ipaddress`` accepts, as regular expressions for the schema's patterns
-# (tests/test_config_schema.py checks that the two agree on generated addresses).
-_H16 = "[0-9A-Fa-f]{1,4}"
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-
-
-def _ipv6_regex() -> str:
-    """Eight groups, or fewer around one ``::``, the last two optionally as IPv4; ``%scope``."""
-    forms = [rf"(?:{_H16}:){{7}}{_H16}", rf"(?:{_H16}:){{6}}{_IPV4}"]
-    for left in range(8):
-        head = {0: "::", 1: f"{_H16}::"}.get(left, rf"{_H16}(?::{_H16}){{{left - 1}}}::")
-        tails = [rf"{_H16}(?::{_H16}){{0,{6 - left}}}" if left < 6 else _H16] if left < 7 else []
-        if left < 6:
-            tails.append(rf"(?:{_H16}:){{0,{5 - left}}}{_IPV4}" if left < 5 else _IPV4)
-        forms.append(head + (f"(?:{'|'.join(tails)})?" if tails else ""))
-    return f"(?:{'|'.join(forms)})(?:%[^%/\\]]+)?"
-
-
-_IPV6 = _ipv6_regex()
-# 0-65535 with any leading zeros, as int() reads the digits; the second form only from 1.
-_PORT_FROM_1 = (
-    "0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-)
 
 
 @dataclass(frozen=True, slots=True)
