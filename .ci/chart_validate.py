@@ -74,7 +74,7 @@ def find(docs: list[dict[str, Any]], kind: str, component: str) -> list[dict[str
 
 
 def check_kubedns(docs: list[dict[str, Any]]) -> list[str]:
-    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    (configmap,) = find(docs, "ConfigMap", "dns")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "config.yaml")
         path.write_text(configmap["data"]["config.yaml"])
@@ -118,10 +118,21 @@ def check_promises(docs: list[dict[str, Any]], settings: config.Config) -> list[
         failures.append(f"ClusterRole: missing list/watch, has {sorted(resources)}")
     (service,) = find(docs, "Service", "dns")
     ports = {(p["port"], p["protocol"], p["targetPort"]) for p in service["spec"]["ports"]}
-    if not {(53, "UDP", 5353), (53, "TCP", 5353), (9153, "TCP", 9153)} <= ports:
+    if not {(53, "UDP", "dns"), (53, "TCP", "dns-tcp"), (9153, "TCP", "metrics")} <= ports:
         failures.append(f"Service/{service['metadata']['name']}: ports {sorted(ports)}")
-    if str(settings.listen) != "0.0.0.0:5353" or str(settings.ops.listen) != "0.0.0.0:9153":
-        failures.append(f"config: listen {settings.listen}, ops.listen {settings.ops.listen}")
+    (dns,) = find(docs, "Deployment", "dns")
+    (container,) = dns["spec"]["template"]["spec"]["containers"]
+    named = {(p["name"], p["protocol"]): p["containerPort"] for p in container["ports"]}
+    # The Service's named targetPorts must reach what kubedns listens on.
+    if {named.get(("dns", "UDP")), named.get(("dns-tcp", "TCP"))} != {settings.listen.port}:
+        failures.append(f"Deployment: dns ports {named}, config listen {settings.listen}")
+    if named.get(("metrics", "TCP")) != 9153 or str(settings.ops.listen) != "0.0.0.0:9153":
+        failures.append(f"Deployment: metrics port {named}, ops.listen {settings.ops.listen}")
+    if str(settings.listen.host) != "0.0.0.0":
+        failures.append(f"config: listen {settings.listen} is not on every address")
+    labels = dns["spec"]["template"]["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in service["spec"]["selector"].items()):
+        failures.append(f"Service selector {service['spec']['selector']} misses pods {labels}")
     for deployment in find(docs, "Deployment", "dns") + find(docs, "Deployment", "webhook"):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -132,9 +143,9 @@ def check_promises(docs: list[dict[str, Any]], settings: config.Config) -> list[
             and sc.get("readOnlyRootFilesystem")
             and sc.get("allowPrivilegeEscalation") is False
             and sc.get("capabilities", {}).get("drop") == ["ALL"]
+            and set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
         ):
             failures.append(f"Deployment/{deployment['metadata']['name']}: security settings")
-    (dns,) = find(docs, "Deployment", "dns")
     pod = dns["spec"]["template"]["spec"]
     if pod["dnsPolicy"] != "Default":
         failures.append("Deployment: dnsPolicy must be Default")

@@ -37,7 +37,7 @@ from kubedns import config
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 CHART_OWNED: Mapping[str, str] = {
-    "listen": "0.0.0.0:5353, matching the container port",
+    "listen": "0.0.0.0:53, or :5353 with dnsPort.unprivileged, matching the container port",
     "snapshot": "a pod serves the live cluster",
     "kubeconfig": "a pod uses in-cluster credentials",
     "ops.listen": "0.0.0.0:9153, matching the probes and the Service",

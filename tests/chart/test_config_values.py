@@ -9,7 +9,6 @@ these tests are skipped.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,27 +17,18 @@ from typing import Any
 import pytest
 
 from kubedns.config_schema import CHART_OWNED
+from tests.chart.tools import CHART, KUBE_VERSION, helm
 from tests.config_cases import BAD, CROSS_FIELD, GOOD, Bad
-
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "charts" / "kubedns"
-
-
-def find_helm() -> str | None:
-    cached = sorted(ROOT.glob(".ci/.cache/helm-*/helm"))
-    return str(cached[-1]) if cached else shutil.which("helm")
-
-
-HELM = find_helm()
-pytestmark = pytest.mark.skipif(HELM is None, reason="no helm: bash .ci/chart-check fetches it")
 
 
 def helm_template(raw: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     values = tmp_path / "values.yaml"
     values.write_text(json.dumps({"config": raw}))  # JSON is YAML
-    assert HELM is not None
     return subprocess.run(
-        [HELM, "template", "kubedns", str(CHART), "--namespace", "kube-system", "-f", str(values)],
+        [
+            *(helm(), "template", "kubedns", str(CHART), "--namespace", "kube-system"),
+            *("--kube-version", KUBE_VERSION, "-f", str(values)),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
