@@ -31,7 +31,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("pods: maybe\n", "pods is 'maybe'; allowed values: 'disabled', 'insecure', 'verified'"),
-        ("ttl: {records: -1}\n", "ttl.records must not be negative"),
+        ("ttl: {records: -1}\n", "ttl.records must be 0 to 2147483647, got -1"),
         ("ttl: {records: 1.5}\n", "ttl.records must be a whole number"),
         ("ttl: {recrods: 5}\n", "unknown setting ttl.recrods"),
         ("listen: 127.0.0.1\n", "listen: '127.0.0.1' has no port"),
