@@ -383,7 +383,7 @@ def check_config_message(path: Path) -> str:
     ("broken", "reason"),
     [
         ("ttl: {records: [}\n", "not valid YAML"),
-        ({"ttl": {"records": -1}}, "ttl.records must not be negative"),
+        ({"ttl": {"records": -1}}, "ttl.records must be 0 to 2147483647, got -1"),
         ({"pods": "sometimes"}, "pods is 'sometimes'"),
     ],
     ids=["syntax", "bad-value", "bad-choice"],

@@ -42,8 +42,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("dns_service: kube-dns\n", "dns_service 'kube-dns' must be namespace/name"),
         ("- a\n- b\n", "must hold a mapping"),
         ("ttl: {records: [\n", "is not valid YAML"),
-        ("reload: {interval: -1}\n", "reload.interval must not be negative"),
-        ("reload: {interval: 90000}\n", "reload.interval is 90000.0; at most 86400 s"),
+        ("reload: {interval: -1}\n", "reload.interval must be 0 to 86400, got -1"),
+        ("reload: {interval: 90000}\n", "reload.interval must be 0 to 86400, got 90000"),
         ("reload: {interval: fast}\n", "reload.interval must be a number"),
     ],
 )
