@@ -61,10 +61,12 @@ class Server:
             zone=self.config.zone, dns_service=(namespace, name), required_kinds=self.kinds
         )
         self.forwarder = self._build_forwarder()
+        self.tally = metrics.Tally() if self.config.ops.request_metrics else None
         self.responder = Responder(
             ClusterZone(self.index, self.config),
             fallback=self.forwarder,
             replies=self.config.replies,
+            tally=self.tally,
         )
         self.address = self.config.listen
         index = self.index
@@ -175,14 +177,18 @@ class Server:
             batch=self.config.udp.batch,
             # The forwarder answers REFUSED past max_concurrent; see kubedns.transport.udp.
             max_pending=2 * self.config.forward.max_concurrent,
+            tally=self.tally,
         )
         _enlarge_receive_buffer(self._udp.socket)
         port = self._udp.socket.getsockname()[1]
-        self._tcp_handler = TCPServer(self.responder, self.config.tcp)
+        self._tcp_handler = TCPServer(self.responder, self.config.tcp, tally=self.tally)
         self._tcp = await asyncio.get_running_loop().create_server(
             self._tcp_handler, listen.host, port, family=family, reuse_address=True
         )
         self.address = HostPort(listen.host, port)
+        if self.tally is not None:
+            self.tally.server = f"dns://{self.address}"  # CoreDNS's server label
+            metrics.REQUESTS.add(self.tally)
 
     def _close_listeners(self) -> None:
         if self._tcp is not None:

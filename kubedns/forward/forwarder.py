@@ -150,6 +150,12 @@ class Forwarder:
         log.warning("%s", message)
         self.warnings.append(message)
 
+    def zone_of(self, qname: str) -> str:
+        """The metrics ``zone`` of ``qname``: its stub domain with a trailing dot, else ``"."``
+        (CoreDNS users give each stub domain a server block of its own)."""
+        name = self._router.route(qname).name
+        return "." if name in (".", "") else name + "."
+
     @property
     def pools(self) -> list[Pool]:
         """The default pool first, then one per stub domain."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -36,6 +37,7 @@ from typing import Protocol
 
 from kubedns import metrics
 from kubedns.config import TCPConfig
+from kubedns.metrics import Tally
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,13 @@ class TCPServer:
     slow queries and leave cannot pile up tasks beyond ``max_connections * MAX_PENDING``.
     """
 
-    def __init__(self, responder: Answerer, settings: TCPConfig) -> None:
+    def __init__(
+        self, responder: Answerer, settings: TCPConfig, *, tally: Tally | None = None
+    ) -> None:
         self.responder = responder
         self.settings = settings
+        self.tally = tally
+        """DNS request metrics: each read's replies are settled as one batch (udp.py)."""
         self.connections: OrderedDict[TCPConnection, None] = OrderedDict()
         """Every connection holding a slot, least recently active first."""
         self.clients: dict[str, OrderedDict[TCPConnection, None]] = {}
@@ -174,6 +180,8 @@ class TCPConnection(asyncio.Protocol):
         self.lost = False
         self.client = ""
         """The source address: the unit of ``max_connections_per_client``."""
+        self.family = 0
+        """The metrics family index of the client: 0 IPv4 (v4-mapped too), 1 IPv6."""
         self.opened = self.last_active = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
         """The idle and lifetime check."""
@@ -188,6 +196,7 @@ class TCPConnection(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.family = 1 if ":" in self.client and not self.client.startswith("::ffff:") else 0
         if not self.server.admit(self):
             self.shutting = True
             self.lost = True  # never admitted: nothing to release
@@ -252,7 +261,19 @@ class TCPConnection(asyncio.Protocol):
     def _answer(self, data: bytes) -> None:
         """Answer the whole frames in ``data`` while the connection is not blocked; keep the
         rest (a partial frame, or frames held back) in the buffer."""
+        tally = self.server.tally
+        if tally is None:
+            self._answer_frames(data)
+            return
+        tally.family = self.family
+        started = time.perf_counter()
+        queries = self._answer_frames(data)
+        tally.settle(time.perf_counter() - started, queries)
+
+    def _answer_frames(self, data: bytes) -> int:
+        """``_answer``'s work; returns how many queries it answered."""
         respond = self.respond
+        queries = 0
         batch: list[bytes] = []
         batched = 0
         offset = 0
@@ -272,12 +293,12 @@ class TCPConnection(asyncio.Protocol):
                 log.exception("tcp: unexpected error answering a query; sending nothing")
                 result = None
             offset = stop
+            queries += 1
             if result is None:
                 self.server.dropped.inc()
             elif isinstance(result, bytes):
                 batch.append(len(result).to_bytes(2, "big"))
                 batch.append(result)
-                metrics.REPLIES.count("tcp", result)
                 batched += len(result)
                 if batched >= BATCH_BYTES:
                     self._write(b"".join(batch))  # may pause writing: checked above
@@ -295,6 +316,7 @@ class TCPConnection(asyncio.Protocol):
         if offset < end:
             self.buffer += memoryview(data)[offset:]
         self._update_reading()
+        return queries
 
     def _track(self, awaitable: Awaitable[bytes | None]) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -316,7 +338,6 @@ class TCPConnection(asyncio.Protocol):
             self.server.dropped.inc()
         elif not self.lost:
             self._write(len(reply).to_bytes(2, "big") + reply)
-            metrics.REPLIES.count("tcp", reply)
         self.last_active = self.loop.time()
         self.server.touch(self)
         if self.lost:

@@ -15,6 +15,11 @@ tracked tasks, at most ``max_pending`` of them: beyond that the query is dropped
 ``forward.max_concurrent`` queries wait on upstreams (followers of an identical query in
 flight and CNAME chases included), so the bound the app passes (twice that) leaves room for
 replies finishing; a client retries a dropped query, and nothing is built for it.
+
+With DNS request metrics on (a ``Tally``), each batch of synchronous replies is timed as a
+whole and settled at its end (``Tally.settle``), with the client family of the socket: 1 for
+an IPv4 socket, 2 for an IPv6 one, and for a dual-stack one (``::`` without IPV6_V6ONLY) by
+each sender, settling early whenever it changes.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import asyncio
 import collections
 import logging
 import socket
+import time
 import typing
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from kubedns import metrics
 from kubedns.answer.respond import Responder
+from kubedns.metrics import Tally
 from kubedns.transport import mmsg
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,7 @@ async def listen(
     family: socket.AddressFamily,
     batch: bool,
     max_pending: int,
+    tally: Tally | None = None,
 ) -> UDPListener:
     """Bind ``host:port`` and start answering; ``batch`` asks for the batching listener, which
     is used where the platform has ``recvmmsg``/``sendmmsg``."""
@@ -83,18 +91,38 @@ async def listen(
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind(info[0][4])
-            return BatchListener(responder, sock, max_pending=max_pending)
+            return BatchListener(responder, sock, max_pending=max_pending, tally=tally)
         except BaseException:
             sock.close()
             raise
     if batch:
         log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
     loop = asyncio.get_running_loop()
-    protocol = UDPProtocol(responder, max_pending=max_pending)
+    protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: protocol, local_addr=(host, port), family=family
     )
     return DatagramListener(transport, protocol)
+
+
+def socket_family(sock: socket.socket) -> int | None:
+    """The metrics family index of a listening socket's clients: 0 (label "1") for IPv4, 1
+    (label "2") for IPv6, None for a dual-stack socket, whose IPv4 clients arrive v4-mapped."""
+    if sock.family != socket.AF_INET6:
+        return 0
+    host = str(sock.getsockname()[0])
+    if host.startswith("::ffff:"):
+        return 0
+    try:
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    except OSError:
+        v6only = 1
+    return None if host == "::" and not v6only else 1
+
+
+def address_family(address: Address) -> int:
+    """The metrics family index of a client address as asyncio reports it."""
+    return 0 if len(address) == 2 or str(address[0]).startswith("::ffff:") else 1
 
 
 def _drop_pending(result: Awaitable[bytes | None]) -> None:
@@ -123,9 +151,18 @@ class BatchListener:
         slots: int = SLOTS,
         slot_size: int = SLOT_SIZE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
+        tally: Tally | None = None,
     ) -> None:
         sock.setblocking(False)
         self.responder = responder
+        self.tally = tally
+        family = socket_family(sock)
+        self._family = family or 0
+        self._dual_stack = family is None
+        self._since = 0.0
+        """When the batch (or its part of one family) being answered started."""
+        self._first = 0
+        """Its first datagram."""
         self._socket = sock
         self._fd = sock.fileno()
         self.vectors = mmsg.Vectors(self._fd, family=sock.family, slots=slots, slot_size=slot_size)
@@ -160,9 +197,17 @@ class BatchListener:
     def _answer(self, count: int) -> None:
         """Answer datagrams 0..count-1: ready replies in one batch, the rest one by one."""
         vectors = self.vectors
-        others = vectors.answer(count, self.responder.respond)
+        tally = self.tally
+        if tally is None:
+            others = vectors.answer(count, self.responder.respond)
+        else:
+            tally.family = self._family
+            self._since = time.perf_counter()
+            self._first = 0
+            before = self._switch_family if self._dual_stack else None
+            others = vectors.answer(count, self.responder.respond, before)
+            tally.settle(time.perf_counter() - self._since, count - self._first)
         if vectors.ready:
-            metrics.REPLIES.count_rcodes("udp", vectors.rcodes)
             self._send_batch(vectors.ready)
         for result, address in others:
             if result is mmsg.TRUNCATED:
@@ -170,10 +215,22 @@ class BatchListener:
             elif result is None:
                 metrics.DNS_DROPPED.labels("udp").inc()
             elif isinstance(result, bytes):
-                metrics.REPLIES.count("udp", result)
                 self._send(result, address)
             else:
                 self._track(typing.cast(Awaitable[bytes | None], result), address)
+
+    def _switch_family(self, i: int) -> None:
+        """Dual-stack only: settle what was answered so far when datagram ``i``'s family
+        differs, so each reply is counted with its own client's family."""
+        tally = self.tally
+        assert tally is not None
+        family = 0 if self.vectors.is_mapped(i) else 1
+        if family != tally.family:
+            now = time.perf_counter()
+            tally.settle(now - self._since, i - self._first)
+            self._since = now
+            self._first = i
+            tally.family = family
 
     def _send_batch(self, count: int) -> None:
         vectors = self.vectors
@@ -239,7 +296,6 @@ class BatchListener:
     async def _send_later(self, result: Awaitable[bytes | None], address: bytes) -> None:
         reply = await result
         if reply is not None:
-            metrics.REPLIES.count("udp", reply)
             self._send(reply, address)
 
     def close(self) -> None:
@@ -294,8 +350,11 @@ class DatagramListener:
 class UDPProtocol(asyncio.DatagramProtocol):
     """Answers synchronously when it can; forwarded queries become tracked tasks."""
 
-    def __init__(self, responder: Responder, *, max_pending: int) -> None:
+    def __init__(
+        self, responder: Responder, *, max_pending: int, tally: Tally | None = None
+    ) -> None:
         self.responder = responder
+        self.tally = tally
         self.max_pending = max_pending
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task[None]] = set()
@@ -316,7 +375,14 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if not self.reading:
             return
-        result = self.responder.respond(data, tcp=False)
+        tally = self.tally
+        if tally is None:
+            result = self.responder.respond(data, tcp=False)
+        else:
+            tally.family = address_family(addr)
+            started = time.perf_counter()
+            result = self.responder.respond(data, tcp=False)
+            tally.settle(time.perf_counter() - started, 1)
         if result is None:
             metrics.DNS_DROPPED.labels("udp").inc()
             return
@@ -338,7 +404,6 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def _send(self, reply: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
-            metrics.REPLIES.count("udp", reply)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (the client went away) are not ours to fix.
