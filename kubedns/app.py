@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubedns import limits, metrics
+from kubedns import limits, logs, metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
@@ -26,6 +26,7 @@ from kubedns.index import RecordIndex
 from kubedns.sources.events import watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport import udp
+from kubedns.transport.querylog import QueryLog
 from kubedns.transport.tcp import TCPServer
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class Server:
         )
         self.forwarder = self._build_forwarder()
         self.tally = metrics.Tally() if self.config.ops.request_metrics else None
+        self.query_log = QueryLog(enabled=self.config.logging.queries)
+        settings = self.config.logging
+        logs.ERRORS.configure(lines=settings.error_lines, interval=settings.error_interval)
         self.responder = Responder(
             ClusterZone(self.index, self.config),
             fallback=self.forwarder,
@@ -146,6 +150,7 @@ class Server:
                 log.info("cluster listed (serial %d)", self.index.serial)
                 release_freed_memory()
         await self._listen()
+        self._spawn(_flush_error_log(), name="error-log-flush")
         if self.ops is not None:
             await self.ops.start()
         if self.forwarder is not None:
@@ -178,10 +183,13 @@ class Server:
             # The forwarder answers REFUSED past max_concurrent; see kubedns.transport.udp.
             max_pending=2 * self.config.forward.max_concurrent,
             tally=self.tally,
+            query_log=self.query_log,
         )
         _enlarge_receive_buffer(self._udp.socket)
         port = self._udp.socket.getsockname()[1]
-        self._tcp_handler = TCPServer(self.responder, self.config.tcp, tally=self.tally)
+        self._tcp_handler = TCPServer(
+            self.responder, self.config.tcp, tally=self.tally, query_log=self.query_log
+        )
         self._tcp = await asyncio.get_running_loop().create_server(
             self._tcp_handler, listen.host, port, family=family, reuse_address=True
         )
@@ -241,13 +249,25 @@ class Server:
             await self.forwarder.close()
         self._stop_source.set()
         for task in self._tasks:
-            if task.get_name() == "forward-loop-check":
-                task.cancel()  # the watch ends by the stop event, the probe has no such thing
+            if task.get_name() in ("forward-loop-check", "error-log-flush"):
+                task.cancel()  # the watch ends by the stop event, these have no such thing
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ops is not None:
             await self.ops.stop()
+        logs.ERRORS.flush_all()
         log.info("stopped")
 
+
+async def _flush_error_log() -> None:
+    """Write the error log's summaries once their interval is over, even if no further
+    error comes to trigger them."""
+    while True:
+        await asyncio.sleep(ERROR_LOG_TICK)
+        logs.ERRORS.flush()
+
+
+ERROR_LOG_TICK = 1.0
+"""Seconds between two looks for error-log intervals that are over."""
 
 DRAIN_MARGIN = 1.0
 """Seconds the shutdown drain waits past ``forward.timeout``: time for a forwarded query that

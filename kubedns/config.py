@@ -135,6 +135,16 @@ class LoggingConfig:
     level: LogLevel = "info"
     format: LogFormat = "json"
     """``json`` (one object a line, for log pipelines) or ``text`` (for a terminal)."""
+    queries: bool = False
+    """One line per query in the format of CoreDNS's ``log`` plugin (client, ID, type, class,
+    name, protocol, sizes, DO, rcode, flags, duration; docs/logging.md), at info level on the
+    ``kubedns.queries`` logger. Off costs nothing per query; on costs a formatted line each."""
+    error_lines: int = 5
+    """SERVFAILs (and refusals past ``forward.max_concurrent``) logged per reason within
+    ``error_interval``; the rest are counted and summed up in one line when it ends, as
+    CoreDNS's ``errors { consolidate }`` does, so a flood cannot fill the disk."""
+    error_interval: float = 60.0
+    """Seconds of one consolidation window of the error log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +609,8 @@ def _validate(config: Config) -> None:
         )
     if config.replies.cache_bytes < 0:
         raise ConfigError("replies.cache_bytes must not be negative")
+    if config.logging.error_interval <= 0:
+        raise ConfigError("logging.error_interval must be more than 0 seconds")
     _validate_webhook(config.webhook)
     _validate_forward(config.forward, config.zone)
     _validate_cache(config.cache)

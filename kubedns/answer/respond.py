@@ -18,11 +18,13 @@ stored reply carries its labels, its slot and the request size it was made for, 
 that size is counted with one list increment; the transport ends each batch with
 ``Tally.settle``. A reply that waits on an upstream is counted when it is ready, timed from the
 query's arrival.
+
+Every SERVFAIL made here goes to the error log with its reason (``logs.ERRORS``, consolidated
+per reason); the forwarder logs its own (upstreams failed, loop, max_concurrent).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -34,11 +36,10 @@ from kubedns.config import RepliesConfig
 from kubedns.dns.query import Query, QueryError, cache_key, parse_query
 from kubedns.dns.render import Prepared, render, render_error
 from kubedns.dns.template import RR, Template, encode, error_template, is_local_error
-from kubedns.dns.wire import BADVERS, CLASS_IN, HEADER_SIZE, REFUSED, SERVFAIL
+from kubedns.dns.wire import BADVERS, CLASS_IN, HEADER_SIZE, REFUSED, SERVFAIL, type_name
+from kubedns.logs import ERRORS
 from kubedns.metrics import CACHE, FORWARD, KUBERNETES, SERVER, Labels, Tally, type_index
 from kubedns.records import AAAA, AXFR, IXFR, A
-
-log = logging.getLogger(__name__)
 
 Response = bytes | None | Awaitable[bytes | None]
 Clock = Callable[[], float]
@@ -88,6 +89,12 @@ class Fallback(Protocol):
 def _labels(query: Query, proto: int, rcode: int, plugin: int, *, zone: int = 0) -> Labels:
     """The metric labels of a reply to ``query`` (proto: 0 UDP, 1 TCP)."""
     return (zone, type_index(query.qtype), proto, int(query.do), rcode, plugin)
+
+
+def _log_upstream_servfail(query: Query, how: str) -> None:
+    reason = "upstream answered SERVFAIL"
+    qtype = type_name(query.qtype)
+    ERRORS.note(reason, "SERVFAIL %s. %s: %s (%s)", query.qname, qtype, reason, how)
 
 
 class BoundedStore(Generic[V]):
@@ -277,9 +284,11 @@ class Responder:
                         return reply
                     self._forwarded.pop(key)
             return self._respond_slow(data, tcp=tcp)
-        except Exception:
+        except Exception as exc:
             metrics.PANICS.inc()
-            log.exception("unexpected error answering a query; replying SERVFAIL")
+            ERRORS.note(
+                "internal error", "SERVFAIL: unexpected error answering a query", exc_info=exc
+            )
             return self._servfail(data, tcp=tcp)
 
     @property
@@ -355,6 +364,12 @@ class Responder:
         # A SERVFAIL (a cluster name asked before the first lists are in) is said by the
         # server, as CoreDNS's errors path does; it is never kept, so each one is seen here.
         servfail = template.rcode == SERVFAIL
+        if servfail:
+            ERRORS.note(
+                "cluster not listed yet",
+                "SERVFAIL %s. %s: cluster not listed yet (the first lists are not in)",
+                query.qname, type_name(query.qtype),
+            )  # fmt: skip
         labels = _labels(query, proto, template.rcode, SERVER if servfail else KUBERNETES)
         slot = self._count(labels, data, reply)
         if query.key is not None and not servfail:
@@ -400,7 +415,9 @@ class Responder:
         reply = forwarded.render(msg_id, query.question, self._clock(), counted=True)
         labels = _labels(query, proto, found.template.rcode, CACHE, zone=zone)
         slot = self._count(labels, data, reply)
-        if query.key is not None:
+        if found.template.rcode == SERVFAIL:  # kept off the fast path, so each one is logged
+            _log_upstream_servfail(query, "from the cache")
+        elif query.key is not None:
             self._keep(forwarded, labels, slot, len(data))
             self._forwarded.put(query.key, forwarded, forwarded.size)
         return reply
@@ -412,10 +429,15 @@ class Responder:
     async def _resolve(self, fallback: Fallback, query: Query, meter: _Meter | None) -> bytes:
         try:
             template = await fallback.forward(query)
-        except Exception:
+        except Exception as exc:
             metrics.PANICS.inc()
-            log.exception("unexpected error forwarding %s; replying SERVFAIL", query.qname)
+            ERRORS.note(
+                "internal error", "SERVFAIL %s. %s: unexpected error forwarding",
+                query.qname, type_name(query.qtype), exc_info=exc,
+            )  # fmt: skip
             template = error_template(SERVFAIL, recursion_available=True)
+        if template.rcode == SERVFAIL and not is_local_error(template):
+            _log_upstream_servfail(query, "relayed")
         reply = render(template, query, udp_size=self._udp_size)
         if meter is not None:
             plugin = SERVER if is_local_error(template) else FORWARD
@@ -429,9 +451,12 @@ class Responder:
         """Append an out-of-zone CNAME target's addresses, resolved upstream (as CoreDNS)."""
         try:
             found = await fallback.resolve_addresses(outcome.external_target, query.qtype)
-        except Exception:
+        except Exception as exc:
             metrics.PANICS.inc()
-            log.exception("unexpected error chasing %s; answering the CNAME alone", query.qname)
+            ERRORS.note(
+                "internal error", "%s. %s: unexpected error chasing %s; answering the CNAME alone",
+                query.qname, type_name(query.qtype), outcome.external_target, exc_info=exc,
+            )  # fmt: skip
             found = []
         template = self._encode(query, [*outcome.reply.answer, *found], outcome)
         reply = render(template, query, udp_size=self._udp_size)

@@ -106,6 +106,14 @@ def name_length(family: int) -> int:
     return 0
 
 
+def sockaddr_text(address: bytes) -> tuple[str, int]:
+    """A raw ``sockaddr_in``/``sockaddr_in6`` (as the kernel writes it) as (address, port)."""
+    port = int.from_bytes(address[2:4], "big")
+    if len(address) >= NAME_SIZE:
+        return socket.inet_ntop(socket.AF_INET6, address[8:24]), port
+    return socket.inet_ntop(socket.AF_INET, address[4:8]), port
+
+
 class MmsgError(OSError):
     """A batch system call failed with something other than "would block"."""
 
@@ -248,6 +256,14 @@ class Vectors:
         (``::ffff:a.b.c.d``; the address sits at offset 8 of a ``sockaddr_in6``)."""
         at = i * NAME_SIZE + 8
         return self._names[at : at + 12] == _V4_MAPPED
+
+    def datagram(self, i: int) -> bytes | None:
+        """The query in receive slot ``i``, or None if it was longer than its slot."""
+        header = i * _HDR_WORDS
+        if self._recv_words[header + _FLAGS_WORD] & MSG_TRUNC:
+            return None
+        at = i * self.slot_size
+        return self._recv_view[at : at + self._recv_words[header + _LEN_WORD]].tobytes()
 
     def address(self, j: int) -> bytes:
         """The destination of send message ``j``, as the raw ``sockaddr`` the kernel wrote."""

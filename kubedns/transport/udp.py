@@ -20,6 +20,9 @@ With DNS request metrics on (a ``Tally``), each batch of synchronous replies is 
 whole and settled at its end (``Tally.settle``), with the client family of the socket: 1 for
 an IPv4 socket, 2 for an IPv6 one, and for a dual-stack one (``::`` without IPV6_V6ONLY) by
 each sender, settling early whenever it changes.
+
+With the query log on (``QueryLog.enabled``, checked once per batch), datagrams are answered
+one by one, each timed and logged with its sender; replies still go out with ``sendto``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from kubedns import metrics
 from kubedns.answer.respond import Responder
 from kubedns.metrics import Tally
 from kubedns.transport import mmsg
+from kubedns.transport.querylog import QueryLog
 
 log = logging.getLogger(__name__)
 Address = tuple[Any, ...]
@@ -83,6 +87,7 @@ async def listen(
     batch: bool,
     max_pending: int,
     tally: Tally | None = None,
+    query_log: QueryLog | None = None,
 ) -> UDPListener:
     """Bind ``host:port`` and start answering; ``batch`` asks for the batching listener, which
     is used where the platform has ``recvmmsg``/``sendmmsg``."""
@@ -91,14 +96,16 @@ async def listen(
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind(info[0][4])
-            return BatchListener(responder, sock, max_pending=max_pending, tally=tally)
+            return BatchListener(
+                responder, sock, max_pending=max_pending, tally=tally, query_log=query_log
+            )
         except BaseException:
             sock.close()
             raise
     if batch:
         log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
     loop = asyncio.get_running_loop()
-    protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally)
+    protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally, query_log=query_log)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: protocol, local_addr=(host, port), family=family
     )
@@ -123,6 +130,10 @@ def socket_family(sock: socket.socket) -> int | None:
 def address_family(address: Address) -> int:
     """The metrics family index of a client address as asyncio reports it."""
     return 0 if len(address) == 2 or str(address[0]).startswith("::ffff:") else 1
+
+
+Logged = tuple[QueryLog, bytes, float]
+"""What logging a reply that waits on an upstream needs: the log, the query, its arrival."""
 
 
 def _drop_pending(result: Awaitable[bytes | None]) -> None:
@@ -152,10 +163,12 @@ class BatchListener:
         slot_size: int = SLOT_SIZE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         tally: Tally | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
         sock.setblocking(False)
         self.responder = responder
         self.tally = tally
+        self.query_log = query_log
         family = socket_family(sock)
         self._family = family or 0
         self._dual_stack = family is None
@@ -196,6 +209,10 @@ class BatchListener:
 
     def _answer(self, count: int) -> None:
         """Answer datagrams 0..count-1: ready replies in one batch, the rest one by one."""
+        query_log = self.query_log
+        if query_log is not None and query_log.enabled:
+            self._answer_logged(count, query_log)
+            return
         vectors = self.vectors
         tally = self.tally
         if tally is None:
@@ -218,6 +235,34 @@ class BatchListener:
                 self._send(result, address)
             else:
                 self._track(typing.cast(Awaitable[bytes | None], result), address)
+
+    def _answer_logged(self, count: int, query_log: QueryLog) -> None:
+        """The query log's path: each datagram answered, timed and logged on its own."""
+        vectors, tally, respond = self.vectors, self.tally, self.responder.respond
+        for i in range(count):
+            data = vectors.datagram(i)
+            if data is None:
+                metrics.UDP_DROPPED.labels("oversized").inc()
+                continue
+            address = vectors.address(i)
+            if tally is not None:
+                tally.family = (
+                    (0 if vectors.is_mapped(i) else 1) if self._dual_stack else self._family
+                )
+            started = time.perf_counter()
+            result = respond(data, tcp=False)
+            elapsed = time.perf_counter() - started
+            if tally is not None:
+                tally.settle(elapsed, 1)
+            if result is None:
+                metrics.DNS_DROPPED.labels("udp").inc()
+            elif isinstance(result, bytes):
+                self._send(result, address)
+                query_log.write(
+                    mmsg.sockaddr_text(address), data, result, tcp=False, seconds=elapsed
+                )
+            else:
+                self._track(result, address, logged=(query_log, data, started))
 
     def _switch_family(self, i: int) -> None:
         """Dual-stack only: settle what was answered so far when datagram ``i``'s family
@@ -285,18 +330,27 @@ class BatchListener:
             self._queued -= len(reply)
         self._loop.remove_writer(self._fd)
 
-    def _track(self, result: Awaitable[bytes | None], address: bytes) -> None:
+    def _track(
+        self, result: Awaitable[bytes | None], address: bytes, *, logged: Logged | None = None
+    ) -> None:
         if len(self.pending) >= self.max_pending:
             _drop_pending(result)
             return
-        task = asyncio.ensure_future(self._send_later(result, address))
+        task = asyncio.ensure_future(self._send_later(result, address, logged))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_later(self, result: Awaitable[bytes | None], address: bytes) -> None:
+    async def _send_later(
+        self, result: Awaitable[bytes | None], address: bytes, logged: Logged | None
+    ) -> None:
         reply = await result
         if reply is not None:
             self._send(reply, address)
+            if logged is not None:
+                query_log, data, started = logged
+                seconds = time.perf_counter() - started
+                client = mmsg.sockaddr_text(address)
+                query_log.write(client, data, reply, tcp=False, seconds=seconds)
 
     def close(self) -> None:
         if self._reading:
@@ -351,10 +405,16 @@ class UDPProtocol(asyncio.DatagramProtocol):
     """Answers synchronously when it can; forwarded queries become tracked tasks."""
 
     def __init__(
-        self, responder: Responder, *, max_pending: int, tally: Tally | None = None
+        self,
+        responder: Responder,
+        *,
+        max_pending: int,
+        tally: Tally | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
         self.responder = responder
         self.tally = tally
+        self.query_log = query_log
         self.max_pending = max_pending
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task[None]] = set()
@@ -376,30 +436,48 @@ class UDPProtocol(asyncio.DatagramProtocol):
         if not self.reading:
             return
         tally = self.tally
-        if tally is None:
+        query_log = self.query_log
+        if query_log is not None and not query_log.enabled:
+            query_log = None
+        started = elapsed = 0.0
+        if tally is None and query_log is None:
             result = self.responder.respond(data, tcp=False)
         else:
-            tally.family = address_family(addr)
+            if tally is not None:
+                tally.family = address_family(addr)
             started = time.perf_counter()
             result = self.responder.respond(data, tcp=False)
-            tally.settle(time.perf_counter() - started, 1)
+            elapsed = time.perf_counter() - started
+            if tally is not None:
+                tally.settle(elapsed, 1)
         if result is None:
             metrics.DNS_DROPPED.labels("udp").inc()
             return
         if isinstance(result, bytes):
             self._send(result, addr)
+            if query_log is not None:
+                client = (str(addr[0]), int(addr[1]))
+                query_log.write(client, data, result, tcp=False, seconds=elapsed)
             return
         if len(self.pending) >= self.max_pending:
             _drop_pending(result)
             return
-        task = asyncio.ensure_future(self._send_later(result, addr))
+        logged = (query_log, data, started) if query_log is not None else None
+        task = asyncio.ensure_future(self._send_later(result, addr, logged))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_later(self, result: Awaitable[bytes | None], addr: Address) -> None:
+    async def _send_later(
+        self, result: Awaitable[bytes | None], addr: Address, logged: Logged | None
+    ) -> None:
         reply = await result
         if reply is not None:
             self._send(reply, addr)
+            if logged is not None:
+                query_log, data, started = logged
+                client = (str(addr[0]), int(addr[1]))
+                seconds = time.perf_counter() - started
+                query_log.write(client, data, reply, tcp=False, seconds=seconds)
 
     def _send(self, reply: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
