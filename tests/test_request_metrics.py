@@ -21,6 +21,7 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from kubedns import metrics
 from kubedns.app import Server
 from kubedns.config import HostPort
 from tests.forward.conftest import dnsmasq  # noqa: F401 (a fixture)
@@ -277,3 +278,25 @@ async def test_request_metrics_off() -> None:
     finally:
         await server.stop()
     assert all(not samples for samples in m.values())
+
+
+async def test_profiles_past_the_bound_are_still_counted_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics, "MAX_PROFILES", 2)  # the third profile on finds no slot
+    server = make_server()
+    await server.start()
+    try:
+        names = [f"{'x' * n}.shop.svc.cluster.local" for n in range(1, 9)]  # 8 sizes: 8 profiles
+        sent = [dns.message.make_query(name, "A") for name in names * 2]  # stored, then hits
+        for query in sent:
+            await udp(server, query)
+        m = await scrape(server)
+    finally:
+        await server.stop()
+    assert server.tally is not None and len(server.tally.profiles) == 2
+    assert total(m["coredns_dns_requests"], type="A", proto="udp") == len(sent)
+    assert total(m["coredns_dns_responses"], rcode="NXDOMAIN", plugin="kubernetes") == len(sent)
+    sizes = m["coredns_dns_request_size_bytes"]
+    assert total(sizes, "_sum") == sum(len(q.to_wire()) for q in sent)
+    assert total(m["coredns_dns_request_duration_seconds"], "_count") == len(sent)
