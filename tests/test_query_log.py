@@ -22,7 +22,7 @@ import pytest_asyncio
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.app import Server
-from kubedns.config import HostPort, load
+from kubedns.config import ConfigError, HostPort, load
 from kubedns.index import RecordIndex
 from kubedns.logs import ERRORS, JSONFormatter
 from tests.forward.conftest import dnsmasq  # noqa: F401 (a fixture)
@@ -198,3 +198,15 @@ def test_cluster_names_before_the_first_lists_log_their_servfail(
         "SERVFAIL web.shop.svc.cluster.local. A: cluster not listed yet (the first lists are "
         "not in)"
     ]
+
+
+def test_logging_keys_are_validated() -> None:
+    config = load(None, {})
+    assert (config.logging.queries, config.logging.error_lines) == (False, 5)
+    assert load(None, {"logging.queries": True}).logging.queries is True
+    with pytest.raises(ConfigError, match=r"logging\.queries must be true or false"):
+        load(None, {"logging.queries": "yes"})
+    with pytest.raises(ConfigError, match=r"logging\.error_interval must be more than 0"):
+        load(None, {"logging.error_interval": 0})
+    with pytest.raises(ConfigError, match=r"logging\.error_lines must be a whole number"):
+        load(None, {"logging.error_lines": 1.5})

@@ -23,7 +23,7 @@ from prometheus_client.samples import Sample
 
 from kubedns import metrics
 from kubedns.app import Server
-from kubedns.config import HostPort
+from kubedns.config import ConfigError, HostPort, load
 from tests.forward.conftest import dnsmasq  # noqa: F401 (a fixture)
 from tests.test_ops import make_server
 
@@ -300,3 +300,9 @@ async def test_profiles_past_the_bound_are_still_counted_exactly(
     sizes = m["coredns_dns_request_size_bytes"]
     assert total(sizes, "_sum") == sum(len(q.to_wire()) for q in sent)
     assert total(m["coredns_dns_request_duration_seconds"], "_count") == len(sent)
+
+
+def test_the_switch_is_validated() -> None:
+    assert load(None, {}).ops.request_metrics is True
+    with pytest.raises(ConfigError, match=r"ops\.request_metrics must be true or false"):
+        load(None, {"ops.request_metrics": "off"})
