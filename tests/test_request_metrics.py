@@ -126,9 +126,11 @@ async def test_every_family_with_coredns_labels_and_buckets(forwarding: Server) 
         await udp(server, q("www.example.com", "A")),  # forwarded, then from the cache
         await udp(server, q("www.example.com", "A")),
         await udp(server, q("www.example.org", "A")),  # the stub domain
+        await udp(server, q("payments.shop.svc.cluster.local", "A")),  # ExternalName, chased
     ]
     rcodes = [r.rcode() for r in replies]
-    assert rcodes == [0, 0, dns.rcode.NXDOMAIN, 0, 0, 0, 0, 0, 0]
+    assert rcodes == [0, 0, dns.rcode.NXDOMAIN, 0, 0, 0, 0, 0, 0, 0]
+    assert len(replies[-1].answer) == 2  # the CNAME and the target's address from upstream
     # Two questions: FORMERR, written by the server itself.
     two = struct.pack("!HHHHHH", 7, 0x0100, 2, 0, 0, 0) + b"\x01a\x00\x00\x01\x00\x01" * 2
     (formerr,) = await raw_udp(server, [two])
@@ -136,18 +138,18 @@ async def test_every_family_with_coredns_labels_and_buckets(forwarding: Server) 
 
     m = await scrape(server)
     requests = m["coredns_dns_requests"]
-    assert total(requests) == 10
+    assert total(requests) == 11
     assert {s.labels["view"] for s in requests} == {""}
     assert {s.labels["family"] for s in requests} == {"1"}
-    assert total(requests, zone=".", proto="udp", type="A") == 5
+    assert total(requests, zone=".", proto="udp", type="A") == 6
     assert total(requests, zone=".", proto="tcp", type="A") == 1
     assert total(requests, zone=".", type="AAAA") == 1
     assert total(requests, zone=".", type="other") == 2  # TYPE65000, and FORMERR's no question
     assert total(requests, zone="example.org.", proto="udp", type="A") == 1
 
     responses = m["coredns_dns_responses"]
-    assert total(responses) == 10
-    assert total(responses, zone=".", rcode="NOERROR", plugin="kubernetes") == 5
+    assert total(responses) == 11
+    assert total(responses, zone=".", rcode="NOERROR", plugin="kubernetes") == 6
     assert total(responses, zone=".", rcode="NXDOMAIN", plugin="kubernetes") == 1
     assert total(responses, zone=".", rcode="NOERROR", plugin="forward") == 1
     assert total(responses, zone=".", rcode="NOERROR", plugin="cache") == 1
@@ -159,15 +161,15 @@ async def test_every_family_with_coredns_labels_and_buckets(forwarding: Server) 
 
     durations = m["coredns_dns_request_duration_seconds"]
     check_buckets(durations, TIME_BOUNDS, ("zone", "type"))
-    assert total(durations, "_count") == 10
-    assert total(durations, "_count", zone=".", type="A") == 6
+    assert total(durations, "_count") == 11
+    assert total(durations, "_count", zone=".", type="A") == 7
     assert total(durations, "_count", zone="example.org.", type="A") == 1
     assert total(durations, "_sum") > 0
 
     for name in ("coredns_dns_request_size_bytes", "coredns_dns_response_size_bytes"):
         sizes = m[name]
         check_buckets(sizes, SIZE_BOUNDS, ("zone", "proto"))
-        assert total(sizes, "_count") == 10
+        assert total(sizes, "_count") == 11
         assert total(sizes, "_count", proto="tcp") == 1
     request_bytes = len(q("web.shop.svc.cluster.local", "A").to_wire())
     tcp_sizes = [s for s in m["coredns_dns_request_size_bytes"] if s.labels["proto"] == "tcp"]

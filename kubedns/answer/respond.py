@@ -134,7 +134,7 @@ class BoundedStore(Generic[V]):
 
 
 class _Stored(Prepared):
-    """A zone reply kept for the fast path, with what counting a hit needs (``_Metered``)."""
+    """A zone reply kept for the fast path, with what counting a hit needs (``_keep``)."""
 
     __slots__ = ("labels", "request_size", "slot")
 
@@ -321,12 +321,16 @@ class Responder:
             return None
         return _Meter(len(data), int(tcp), tally.family, time.perf_counter())
 
-    def _observe(self, meter: _Meter | None, labels: Labels, reply: bytes) -> None:
+    def _observe(
+        self, meter: _Meter | None, query: Query, reply: bytes, answer: Template, plugin: int,
+        *, zone: int = 0,
+    ) -> None:  # fmt: skip
         """Count a reply that waited on an upstream, timed from its query's arrival."""
         tally = self.tally
         if tally is None or meter is None:
             return
-        profile = (*labels[:2], meter.proto, *labels[3:], meter.request_size, len(reply))
+        labels = _labels(query, meter.proto, answer.rcode, plugin, zone=zone)
+        profile = (*labels, meter.request_size, len(reply))
         tally.observe(profile, family=meter.family, elapsed=time.perf_counter() - meter.started)
 
     # -- the full path ----------------------------------------------------------------------
@@ -442,7 +446,7 @@ class Responder:
         if meter is not None:
             plugin = SERVER if is_local_error(template) else FORWARD
             zone = self._zone_index(fallback, query)
-            self._observe(meter, _labels(query, 0, template.rcode, plugin, zone=zone), reply)
+            self._observe(meter, query, reply, template, plugin, zone=zone)
         return reply
 
     async def _chase(
@@ -460,7 +464,7 @@ class Responder:
             found = []
         template = self._encode(query, [*outcome.reply.answer, *found], outcome)
         reply = render(template, query, udp_size=self._udp_size)
-        self._observe(meter, _labels(query, 0, template.rcode, KUBERNETES), reply)
+        self._observe(meter, query, reply, template, KUBERNETES)
         return reply
 
     def _servfail(self, data: bytes, *, tcp: bool) -> bytes | None:
