@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,31 +178,28 @@ def run(
 def render(result: dict[str, Any]) -> str:
     """The Markdown section for BENCHMARKS.md."""
     micro, e2e = result["in_process"], result["dnsperf"]
-    lines = [
-        "## Request metrics: on against off (`bench/metrics_cost.py`)",
-        "",
-        "The zone's ndots:5 mix (as above) answered with CoreDNS's request families counted",
-        "(`coredns_dns_requests_total`, `_responses_total`, durations, sizes, DO; the default)",
+    before, after = (load[0] for load in e2e["loadavg_before_after"])
+    paragraphs = [
+        "The zone's ndots:5 mix (as above) answered with CoreDNS's request families counted "
+        "(`coredns_dns_requests_total`, `_responses_total`, durations, sizes, DO; the default) "
         "and with `ops.request_metrics: false`. Target (issue 10): at least "
         f"{result['target']:.0%} of the throughput with metrics off.",
-        "",
         f"In process, `Responder.respond` over the {micro['queries']:,} queries of the mix, "
         f"settled every {BATCH} as the UDP listener does, best of {micro['rounds']} interleaved "
         f"rounds: {micro['ns_per_query_off']:.0f} ns per query off, "
         f"{micro['ns_per_query_on']:.0f} ns on, ratio **{micro['throughput_ratio']:.3f}** "
-        f"({micro['profiles']} profiles counted). That is the answer path's share alone; a"
-        " server spends several times as much per query in system calls and the event loop,"
-        " so the end-to-end ratio below is the one the target is about.",
-        "",
+        f"({micro['profiles']} profiles counted). That is the answer path's share alone; a "
+        "server spends several times as much per query in system calls and the event loop, "
+        "so the end-to-end ratios below are the ones the target is about.",
         f"End to end, two `kubedns serve` processes, dnsperf {e2e['seconds']:g} s runs, best of "
-        f"{e2e['repeats']} interleaved rounds (load average before/after: "
-        f"{e2e['loadavg_before_after'][0][0]:.2f}/{e2e['loadavg_before_after'][1][0]:.2f}):",
-        "",
-        "| load | qps on/off | answers per CPU-s on/off | target met |",
-        "|---|--:|--:|---|",
+        f"{e2e['repeats']} interleaved rounds (load average before/after: {before:.2f}/"
+        f"{after:.2f}); met only if both ratios reach the target, as issue 8's targets:",
     ]
+    lines = ["## Request metrics: on against off (`bench/metrics_cost.py`)", ""]
+    for paragraph in paragraphs:
+        lines += [textwrap.fill(paragraph, width=96), ""]
+    lines += ["| load | qps on/off | answers per CPU-s on/off | target met |", "|---|--:|--:|---|"]
     for load, ratio in e2e["ratios"].items():
-        # As issue 8's targets: met only if both ratios reach it.
         met = "yes" if min(ratio["qps"], ratio["qps_per_cpu"]) >= result["target"] else "**no**"
         lines.append(f"| {load} | {ratio['qps']:.3f} | {ratio['qps_per_cpu']:.3f} | {met} |")
     lines += ["", table(e2e["results"]).rstrip("\n")]
