@@ -16,10 +16,11 @@ tracked tasks, at most ``max_pending`` of them: beyond that the query is dropped
 flight and CNAME chases included), so the bound the app passes (twice that) leaves room for
 replies finishing; a client retries a dropped query, and nothing is built for it.
 
-With DNS request metrics on (a ``Tally``), each batch of synchronous replies is timed as a
-whole and settled at its end (``Tally.settle``), with the client family of the socket: 1 for
-an IPv4 socket, 2 for an IPv6 one, and for a dual-stack one (``::`` without IPV6_V6ONLY) by
-each sender, settling early whenever it changes.
+With DNS request metrics on (a ``Tally``), the answering of each wake-up's batches (up to
+``ROUNDS`` of them) is timed and settled once at its end (``Tally.settle``: fewer settles,
+less work per query under load), with the client family of the socket: 1 for an IPv4 socket,
+2 for an IPv6 one, and for a dual-stack one (``::`` without IPV6_V6ONLY) by each sender,
+settling early whenever it changes.
 
 With the query log on (``QueryLog.enabled``, checked once per batch), datagrams are answered
 one by one, each timed and logged with its sender; replies still go out with ``sendto``.
@@ -176,6 +177,9 @@ class BatchListener:
         """When the batch (or its part of one family) being answered started."""
         self._first = 0
         """Its first datagram."""
+        self._elapsed = 0.0
+        self._queries = 0
+        """Seconds spent answering, and queries answered, since the last settle."""
         self._socket = sock
         self._fd = sock.fileno()
         self.vectors = mmsg.Vectors(self._fd, family=sock.family, slots=slots, slot_size=slot_size)
@@ -194,6 +198,12 @@ class BatchListener:
         return self._socket
 
     def _on_readable(self) -> None:
+        try:
+            self._read_rounds()
+        finally:
+            self._settle()
+
+    def _read_rounds(self) -> None:
         vectors = self.vectors
         for _ in range(ROUNDS):
             try:
@@ -207,6 +217,15 @@ class BatchListener:
             if count < vectors.slots or not self._reading:
                 return
 
+    def _settle(self) -> None:
+        """Settle the replies answered since the last settle: ``_elapsed`` seconds of
+        answering for ``_queries`` queries."""
+        tally = self.tally
+        if tally is not None and self._queries:
+            tally.settle(self._elapsed, self._queries)
+            self._elapsed = 0.0
+            self._queries = 0
+
     def _answer(self, count: int) -> None:
         """Answer datagrams 0..count-1: ready replies in one batch, the rest one by one."""
         query_log = self.query_log
@@ -218,12 +237,14 @@ class BatchListener:
         if tally is None:
             others = vectors.answer(count, self.responder.respond)
         else:
-            tally.family = self._family
+            if not self._queries:
+                tally.family = self._family
             self._since = time.perf_counter()
             self._first = 0
             before = self._switch_family if self._dual_stack else None
             others = vectors.answer(count, self.responder.respond, before)
-            tally.settle(time.perf_counter() - self._since, count - self._first)
+            self._elapsed += time.perf_counter() - self._since
+            self._queries += count - self._first
         if vectors.ready:
             self._send_batch(vectors.ready)
         for result, address in others:
@@ -238,6 +259,7 @@ class BatchListener:
 
     def _answer_logged(self, count: int, query_log: QueryLog) -> None:
         """The query log's path: each datagram answered, timed and logged on its own."""
+        self._settle()  # replies of earlier batches take their own time, not this path's
         vectors, tally, respond = self.vectors, self.tally, self.responder.respond
         for i in range(count):
             data = vectors.datagram(i)
@@ -272,7 +294,9 @@ class BatchListener:
         family = 0 if self.vectors.is_mapped(i) else 1
         if family != tally.family:
             now = time.perf_counter()
-            tally.settle(now - self._since, i - self._first)
+            self._elapsed += now - self._since
+            self._queries += i - self._first
+            self._settle()
             self._since = now
             self._first = i
             tally.family = family
