@@ -27,6 +27,7 @@ from kubedns.index import RecordIndex
 from kubedns.logs import ERRORS, JSONFormatter
 from tests.forward.conftest import dnsmasq  # noqa: F401 (a fixture)
 from tests.test_ops import make_server
+from tests.test_request_metrics import scrape, total
 
 LINE = re.compile(
     r'^(?P<remote>\S+):(?P<port>\d+) - (?P<id>\d+) "(?P<type>\S+) (?P<class>\S+) (?P<name>\S+) '
@@ -167,6 +168,7 @@ async def test_servfails_are_logged_with_their_reason_and_consolidated(
             if summary in error_lines(caplog):
                 break
             await asyncio.sleep(0.1)
+        responses = (await scrape(server))["coredns_dns_responses"]
     finally:
         await server.stop()
     lines = error_lines(caplog)
@@ -178,6 +180,9 @@ async def test_servfails_are_logged_with_their_reason_and_consolidated(
         for line in detailed
     ), detailed
     assert lines.count(summary) == 1
+    # Made by the server (no upstream answered), as CoreDNS labels them: plugin "".
+    assert total(responses, rcode="SERVFAIL", plugin="") == 6
+    assert total(responses, rcode="SERVFAIL") == 6
 
 
 def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

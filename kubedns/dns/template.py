@@ -144,12 +144,16 @@ class Template:
         return replace(self, records=tuple(records))
 
 
-@functools.cache
 def error_template(rcode: int, *, recursion_available: bool = False) -> Template:
     """A reply carrying only ``rcode``: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS.
 
     One object per rcode and RA (templates are frozen), so ``is_local_error`` can tell an
     error we made from the same rcode relayed from an upstream."""
+    return _error_template(rcode, bool(recursion_available))
+
+
+@functools.cache
+def _error_template(rcode: int, recursion_available: bool) -> Template:
     return Template(flags=(RA if recursion_available else 0) | (rcode & 0xF), ext_rcode=rcode >> 4)
 
 
