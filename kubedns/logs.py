@@ -69,6 +69,7 @@ def setup(settings: LoggingConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
+    ERRORS.configure(lines=settings.error_lines, interval=settings.error_interval)
 
 
 class Throttle:

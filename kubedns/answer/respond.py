@@ -209,22 +209,28 @@ class Responder:
         clock: Clock = time.monotonic,
         tally: Tally | None = None,
     ) -> None:
-        replies = replies or RepliesConfig()
-        self.zone = zone
+        self._clock = clock
+        self._fallback = fallback
         self.tally = tally
-        """Where replies are counted; None: DNS request metrics are off."""
+        """Where replies are counted; None: DNS request metrics are off. Kept by
+        ``reconfigure``: the counts outlive a config reload."""
         self._pending = tally.pending if tally is not None else None
         self._touched = tally.touched if tally is not None else []
+        self.reconfigure(zone, replies or RepliesConfig())
+
+    def reconfigure(self, zone: ClusterZone, replies: RepliesConfig) -> None:
+        """Answer with ``zone`` (its TTLs, its pods mode) and ``replies`` from now on (a config
+        reload). Every stored reply was shaped by the old ones, so all are forgotten; a
+        forwarded query in flight is still answered, sized by the new settings."""
+        self.zone = zone
         self._index = zone.index
         self._udp_size = replies.udp_size
         self._rotate = replies.rotate
-        self._clock = clock
         budget = replies.cache_bytes
         self._zone_replies: BoundedStore[_Stored] = BoundedStore(budget // 2)
         self._forwarded: BoundedStore[_ForwardedReply] = BoundedStore(budget // 4)
         self._templates: BoundedStore[Template] = BoundedStore(budget // 4)
         self._generation = -1
-        self._fallback = fallback
 
     @property
     def fallback(self) -> Fallback | None:
