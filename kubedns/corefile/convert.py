@@ -181,10 +181,13 @@ class _Converter:
         )
 
     def _log(self, directive: Directive, block: Block) -> None:
-        self.out.note(
-            (),
-            f"log (line {directive.line}): not converted, this kubedns has no query log setting",
-        )
+        note = f"log (line {directive.line}): one line per query in CoreDNS's common log format"
+        if directive.args or directive.block:
+            note += (
+                "; its names, classes and format are not converted: kubedns logs every query, "
+                "in that format"
+            )
+        self.out.set(("logging", "queries"), True, note)
 
     def _reload(self, directive: Directive, block: Block) -> None:
         self.out.note(

@@ -315,6 +315,12 @@ MAPPED = [
         "ops.listen",
         HostPort("::", 9253),
     ),
+    (".:53 {\n    kubernetes cluster.local\n    log\n}\n", "logging.queries", True),
+    (
+        ".:53 {\n    kubernetes cluster.local\n    log . {\n        class denial\n    }\n}\n",
+        "logging.queries",
+        True,
+    ),
     # A file of one server block may leave out the braces.
     (
         ".\nkubernetes cluster.local\nforward . 10.0.0.9\n",
