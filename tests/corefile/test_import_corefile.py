@@ -317,6 +317,12 @@ MAPPED = [
     ),
     (".:53 {\n    kubernetes cluster.local\n    log\n}\n", "logging.queries", True),
     (
+        '.:53 {\n    kubernetes cluster.local\n    errors {\n        consolidate 5m ".*"\n'
+        "    }\n}\n",
+        "logging.error_interval",
+        300.0,
+    ),
+    (
         ".:53 {\n    kubernetes cluster.local\n    log . {\n        class denial\n    }\n}\n",
         "logging.queries",
         True,
