@@ -5,8 +5,9 @@
     .venv/bin/python -m bench --quick           # 2 s runs, one round: a smoke test, not figures
 
 Results also land in ``bench/results/``: ``zone.json`` (UDP ndots:5 mix, A-only file and TCP),
-``forward.json``, ``attack.json``, ``amplification.json`` and ``hostile.json`` (memory under
-hostile clients; ``python -m bench.hostile`` reruns that part alone). The snapshot-loading
+``forward.json``, ``attack.json``, ``amplification.json``, ``metrics_cost.json`` (request
+metrics on against off) and ``hostile.json`` (memory under hostile clients;
+``python -m bench.hostile`` reruns that part alone). The snapshot-loading
 section is rendered from ``bench/results/snapshot.json`` as ``python -m bench.snapshot`` last
 wrote it (that benchmark compares against an older commit and is not rerun here).
 """
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import amplification, attack, codec, forward, hostile, snapshot, zone
+from bench import amplification, attack, codec, forward, hostile, metrics_cost, snapshot, zone
 from bench.common import LOADED, REPO, RESULTS, machine, table
 
 BENCHMARKS = REPO / "BENCHMARKS.md"
@@ -389,6 +390,7 @@ queries. Each run: {zone_result["seconds"]:g} s per dnsperf run, best of {zone_r
     .venv/bin/python -m bench.forward           # forwarding only -> bench/results/forward.json
     .venv/bin/python -m bench.attack            # cache-busting attack -> attack.json
     .venv/bin/python -m bench.amplification     # worst-case reply sizes -> amplification.json
+    .venv/bin/python -m bench.metrics_cost      # request metrics on vs off -> metrics_cost.json
     .venv/bin/python -m bench --render-only     # rewrite this file from bench/results/*.json
     .venv/bin/python -m bench.gen_cluster --services 10000 --namespaces 1000 \\
         --endpoints 50000 -o cluster.json       # the generator alone
@@ -485,6 +487,16 @@ def _hostile_section(result: dict[str, Any] | None = None) -> str:
     return "\n" + hostile.render(result)
 
 
+def _metrics_section(result: dict[str, Any] | None = None) -> str:
+    """``bench/metrics_cost.py``'s section: measured now, or from ``metrics_cost.json``."""
+    if result is None:
+        path = RESULTS / "metrics_cost.json"
+        if not path.exists():
+            return ""
+        result = json.loads(path.read_text())
+    return "\n" + metrics_cost.render(result)
+
+
 def _scale_section() -> str:
     """The informer scale run (``make scale``, minutes of its own) writes bench/SCALE.md by
     hand-checked reading; it is appended so BENCHMARKS.md holds every figure in one place."""
@@ -518,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(
             render(zone_result, forward_result, zone_result["machine"], attack_result, amp_result)
             + _codec_section(None)
+            + _metrics_section()
             + _hostile_section()
             + _snapshot_section()
             + _scale_section()
@@ -549,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "amplification.json").write_text(
         json.dumps({**amp_result, "machine": facts}, indent=2)
     )
+    metrics_result = metrics_cost.run(seconds=seconds, repeats=repeats)
+    (RESULTS / "metrics_cost.json").write_text(json.dumps(metrics_result, indent=2) + "\n")
     hostile_result = {**hostile.run(), "machine": facts}
     (RESULTS / "hostile.json").write_text(json.dumps(hostile_result, indent=2) + "\n")
     codec_result = codec.measure()
@@ -556,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(
         render(zone_result, forward_result, facts, attack_result, amp_result)
         + _codec_section(codec_result)
+        + _metrics_section(metrics_result)
         + _hostile_section(hostile_result)
         + _snapshot_section()
         + _scale_section()

@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubedns import limits, metrics
+from kubedns import limits, logs, metrics
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
@@ -28,6 +28,7 @@ from kubedns.reload import ConfigSource, Reloader, digest, forget_upstreams, ret
 from kubedns.sources.events import watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport import udp
+from kubedns.transport.querylog import QueryLog
 from kubedns.transport.tcp import TCPServer
 
 if TYPE_CHECKING:
@@ -64,10 +65,15 @@ class Server:
         )
         self.address = self.config.listen
         self.forwarder = self.build_forwarder(self.config)
+        self.tally = metrics.Tally() if self.config.ops.request_metrics else None
+        self.query_log = QueryLog(enabled=self.config.logging.queries)
+        settings = self.config.logging
+        logs.ERRORS.configure(lines=settings.error_lines, interval=settings.error_interval)
         self.responder = Responder(
             ClusterZone(self.index, self.config),
             fallback=self.forwarder,
             replies=self.config.replies,
+            tally=self.tally,
         )
         index = self.index
         metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
@@ -149,6 +155,7 @@ class Server:
                 log.info("cluster listed (serial %d)", self.index.serial)
                 release_freed_memory()
         await self._listen()
+        self._spawn(_flush_error_log(), name="error-log-flush")
         if self.ops is not None:
             await self.ops.start()
         if self.forwarder is not None:
@@ -179,14 +186,21 @@ class Server:
             family=family,
             batch=self.config.udp.batch,
             max_pending=udp_pending_limit(self.config),
+            tally=self.tally,
+            query_log=self.query_log,
         )
         _enlarge_receive_buffer(self._udp.socket)
         port = self._udp.socket.getsockname()[1]
-        self._tcp_handler = TCPServer(self.responder, self.config.tcp)
+        self._tcp_handler = TCPServer(
+            self.responder, self.config.tcp, tally=self.tally, query_log=self.query_log
+        )
         self._tcp = await asyncio.get_running_loop().create_server(
             self._tcp_handler, listen.host, port, family=family, reuse_address=True
         )
         self.address = HostPort(listen.host, port)
+        if self.tally is not None:
+            self.tally.server = f"dns://{self.address}"  # CoreDNS's server label
+            metrics.REQUESTS.add(self.tally)
 
     def _close_listeners(self) -> None:
         if self._tcp is not None:
@@ -267,12 +281,25 @@ class Server:
             await self.forwarder.close()
         self._stop_source.set()
         for task in self._tasks:
-            if task.get_name() == "forward-loop-check":
-                task.cancel()  # the watch ends by the stop event, the probe has no such thing
+            if task.get_name() in ("forward-loop-check", "error-log-flush"):
+                task.cancel()  # the watch ends by the stop event, these have no such thing
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ops is not None:
             await self.ops.stop()
+        logs.ERRORS.flush_all()
         log.info("stopped")
+
+
+async def _flush_error_log() -> None:
+    """Write the error log's summaries once their interval is over, even if no further
+    error comes to trigger them."""
+    while True:
+        await asyncio.sleep(ERROR_LOG_TICK)
+        logs.ERRORS.flush()
+
+
+ERROR_LOG_TICK = 1.0
+"""Seconds between two looks for error-log intervals that are over."""
 
 
 def udp_pending_limit(config: Config) -> int:

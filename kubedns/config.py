@@ -295,6 +295,10 @@ class OpsConfig:
     lame_duck: float = 0.0
     """Seconds to keep answering after SIGTERM while ``/ready`` already says 503, so the
     Service stops routing here before the listeners close (CoreDNS ``health { lameduck }``)."""
+    request_metrics: bool = True
+    """Count every DNS request and reply for CoreDNS's ``coredns_dns_*`` request families
+    (requests, responses, durations, sizes, DO bit; docs/metrics.md). Cheap (a few percent of
+    the fast path's CPU); false leaves those families empty."""
 
 
 MAX_RELOAD_INTERVAL = 86400.0
@@ -320,6 +324,16 @@ class LoggingConfig:
     """The least severe level written: ``debug``, ``info``, ``warning`` or ``error``."""
     format: LogFormat = "json"
     """``json`` (one object a line, for log pipelines) or ``text`` (for a terminal)."""
+    queries: bool = False
+    """One line per query in the format of CoreDNS's ``log`` plugin (client, ID, type, class,
+    name, protocol, sizes, DO, rcode, flags, duration; docs/logging.md), at info level on the
+    ``kubedns.queries`` logger. Off costs nothing per query; on costs a formatted line each."""
+    error_lines: int = 5
+    """SERVFAILs (and refusals past ``forward.max_concurrent``) logged per reason within
+    ``error_interval``; the rest are counted and summed up in one line when it ends, as
+    CoreDNS's ``errors { consolidate }`` does, so a flood cannot fill the disk."""
+    error_interval: Seconds = 60.0
+    """Seconds of one consolidation window of the error log."""
 
 
 @dataclass(frozen=True, slots=True)

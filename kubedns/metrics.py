@@ -9,13 +9,15 @@ metrics stay in their own block.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import math
 import platform
 import time
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kubedns import __version__
@@ -188,57 +190,340 @@ FORWARD_LOOP_DETECTED = Gauge(
 
 
 # --- DNS server: queries and replies ------------------------------------------------------
-# Counted with plain integers on the hot path (a labelled prometheus_client counter costs a
-# lock and a dict lookup per query) and turned into metric families only when scraped.
+# CoreDNS's request families, with its names, labels and buckets (plugin/metrics/vars): counted
+# with plain integers on the hot path (a labelled prometheus_client call costs a lock and a
+# dict lookup, about as much as answering a cached query) and turned into metric families only
+# when scraped. docs/metrics.md says how.
+
+QUERY_TYPES = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+    33: "SRV", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 65: "HTTPS",
+    251: "IXFR", 252: "AXFR", 255: "ANY",
+}  # fmt: skip
+"""The query types CoreDNS labels by name (``plugin/metrics/vars/monitor.go``); any other type
+is counted as ``other``, so no client can create label values."""
+TYPE_LABELS = (*QUERY_TYPES.values(), "other")
+_TYPE_INDEX = {qtype: index for index, qtype in enumerate(QUERY_TYPES)}
+OTHER_TYPE = len(QUERY_TYPES)
 
 RCODE_NAMES = {
-    0: "NOERROR",
-    1: "FORMERR",
-    2: "SERVFAIL",
-    3: "NXDOMAIN",
-    4: "NOTIMP",
-    5: "REFUSED",
-}
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS",
+}  # fmt: skip
+PLUGINS = ("", "kubernetes", "forward", "cache")
+"""Who wrote a reply, as CoreDNS's ``plugin`` label names it: "" for the server itself (format
+errors, refusals, SERVFAILs without an answer), the cluster zone, upstreams, the cache."""
+SERVER, KUBERNETES, FORWARD, CACHE = range(4)
+PROTOS = ("udp", "tcp")
+FAMILIES = ("1", "2")
+"""CoreDNS's ``family`` label: 1 for IPv4 clients (v4-mapped ones too), 2 for IPv6."""
+
+TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
+"""CoreDNS ``plugin.TimeBuckets``: 0.25 ms doubling up to about 8 s."""
+SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
+"""CoreDNS's request and response size buckets, in bytes."""
+
+MAX_PROFILES = 4096
+"""Distinct profiles (labels plus exact sizes) counted with one list slot each. Past it, a
+reply of a new profile is still counted exactly, through label-keyed totals, at a few hundred
+nanoseconds more: clients choose names, hence sizes, and must not grow memory without bound."""
 
 
-class ReplyCounter(Collector):
-    """Replies sent, by transport and rcode (the header's four bits; BADVERS shows as
-    NOERROR there, as on the wire). Mirrors CoreDNS ``coredns_dns_requests_total`` and
-    ``coredns_dns_responses_total``."""
+def type_index(qtype: int) -> int:
+    """The ``type`` label of ``qtype`` as an index into ``TYPE_LABELS``."""
+    return _TYPE_INDEX.get(qtype, OTHER_TYPE)
+
+
+Labels = tuple[int, int, int, int, int, int]
+"""(zone, type, proto, DO, rcode, plugin): everything a reply is labelled by but its sizes,
+its client's family and its duration. Zone is an index into ``Tally.zones``, the others
+into ``TYPE_LABELS``, ``PROTOS``, (0, 1), rcode values, ``PLUGINS``."""
+Profile = tuple[int, int, int, int, int, int, int, int]
+"""``Labels`` plus the request and the reply size in bytes: fixed for a stored reply."""
+
+
+class Tally:
+    """The DNS request metrics of one server (listener address), counted with plain integers.
+
+    A reply is counted as its ``Profile``, which gets a slot the first time it is seen. A
+    stored reply (the fast path) knows its slot and the request size it was made for, so a hit
+    of that size costs one list increment (``pending``) and a list append for the first hit of
+    a batch (``touched``). The transport ends each batch with ``settle(elapsed, n)``: the batch's
+    counts move to the slot's totals for the client family in ``family``, each reply taken to
+    have lasted ``elapsed / n`` (the n replies ran one after the other, so their times add up
+    to the batch's). Replies that waited on an upstream are counted one by one with their own
+    time (``observe``). Everything becomes metric families only when scraped (``collect``).
+    """
 
     def __init__(self) -> None:
-        self.counts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.server = ""
+        """CoreDNS's ``server`` label, ``dns://HOST:PORT``; set once the listener is bound."""
+        self.zones: list[str] = ["."]
+        self._zone_index = {".": 0}
+        self.family = 0
+        """The client family of the batch being answered (0: IPv4, 1: IPv6), set by the
+        transport before it answers; replies that wait on an upstream take it with them."""
+        self._slots: dict[Profile, int] = {}
+        self.profiles: list[Profile] = []
+        self.pending: list[int] = []
+        """Replies counted in the current batch, by slot; moved to the totals by ``settle``."""
+        self.touched: list[int] = []
+        """Slots with pending counts, in first-hit order."""
+        self._loose: list[Profile] = []
+        """Profiles of this batch that found no slot (the table was full)."""
+        self.durations: tuple[list[list[int]], list[list[int]]] = ([], [])
+        """Settled replies per client family, by slot, per duration bucket (``TIME_BUCKETS``
+        and +Inf, not cumulative)."""
+        self.seconds: list[float] = []
+        """Summed duration by slot."""
+        self.beyond = _Totals()
+        """Replies whose profile found no slot, totalled by label set."""
 
-    def count(self, proto: str, reply: bytes) -> None:
-        self.counts[(proto, reply[3] & 0x0F)] += 1
+    def zone(self, name: str) -> int:
+        """The index of zone ``name`` (``"."`` or a stub domain with its trailing dot)."""
+        index = self._zone_index.get(name)
+        if index is None:
+            index = self._zone_index[name] = len(self.zones)
+            self.zones.append(name)
+        return index
 
-    def count_rcodes(self, proto: str, rcodes: list[int]) -> None:
-        """Add a batch counted by rcode (index: rcode) and reset ``rcodes`` to zeros."""
-        counts = self.counts
-        for rcode, value in enumerate(rcodes):
-            if value:
-                counts[(proto, rcode)] += value
-                rcodes[rcode] = 0
+    def slot(self, profile: Profile) -> int:
+        """The slot of ``profile``, made on first sight; -1 once ``MAX_PROFILES`` are taken."""
+        slot = self._slots.get(profile)
+        if slot is not None:
+            return slot
+        if len(self.profiles) >= MAX_PROFILES:
+            return -1
+        slot = self._slots[profile] = len(self.profiles)
+        self.profiles.append(profile)
+        self.pending.append(0)
+        for rows in self.durations:
+            rows.append([0] * (len(TIME_BUCKETS) + 1))
+        self.seconds.append(0.0)
+        return slot
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def count(self, profile: Profile) -> int:
+        """Count one synchronous reply in the current batch; its slot, or -1 if it has none."""
+        slot = self.slot(profile)
+        if slot < 0:
+            self._loose.append(profile)
+            return slot
+        if not self.pending[slot]:
+            self.touched.append(slot)
+        self.pending[slot] += 1
+        return slot
+
+    def settle(self, elapsed: float, queries: int) -> None:
+        """End a batch of ``queries`` that took ``elapsed`` seconds: move its counts to the
+        totals, each reply taken to have lasted ``elapsed / queries``. (Queries of the batch
+        that got no reply or wait on an upstream share the time too: their synchronous part
+        ran in it.)"""
+        touched, pending, loose = self.touched, self.pending, self._loose
+        if not queries or not (touched or loose):
+            return
+        each = elapsed / queries
+        bucket = bisect.bisect_left(TIME_BUCKETS, each)
+        rows, seconds = self.durations[self.family], self.seconds
+        for slot in touched:  # the only per-slot work of a batch: keep it to four steps
+            count = pending[slot]
+            pending[slot] = 0
+            rows[slot][bucket] += count
+            seconds[slot] += each * count
+        touched.clear()
+        for profile in loose:
+            self.beyond.add(profile, self.family, each, bucket)
+        loose.clear()
+
+    def observe(self, profile: Profile, *, family: int, elapsed: float) -> None:
+        """Count one reply that waited on an upstream, ``elapsed`` seconds after its query."""
+        bucket = bisect.bisect_left(TIME_BUCKETS, elapsed)
+        slot = self.slot(profile)
+        if slot < 0:
+            self.beyond.add(profile, family, elapsed, bucket)
+            return
+        self.durations[family][slot][bucket] += 1
+        self.seconds[slot] += elapsed
+
+    def totals(self) -> _Totals:
+        """Every settled count folded by label set (a copy: scraping does not block counting)."""
+        totals = self.beyond.copy()
+        for slot, profile in enumerate(self.profiles):
+            totals.add_slot(profile, self, slot)
+        return totals
+
+
+class _Histogram:
+    """Bucket counts (not cumulative, +Inf last) and the sum of one label set."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size
+        self.total = 0.0
+
+    def copy(self) -> _Histogram:
+        other = _Histogram(0)
+        other.buckets = list(self.buckets)
+        other.total = self.total
+        return other
+
+
+def _size_bucket(size: int) -> int:
+    return bisect.bisect_left(SIZE_BUCKETS, size)
+
+
+class _Totals:
+    """The CoreDNS families of one server as label tuple -> count or histogram."""
+
+    def __init__(self) -> None:
+        self.requests: collections.Counter[tuple[int, int, int, int]] = collections.Counter()
+        """(zone, proto, family, type)"""
+        self.responses: collections.Counter[tuple[int, int, int]] = collections.Counter()
+        """(zone, rcode, plugin)"""
+        self.do: collections.Counter[int] = collections.Counter()
+        """zone"""
+        self.durations: dict[tuple[int, int], _Histogram] = {}
+        """(zone, type)"""
+        self.request_sizes: dict[tuple[int, int], _Histogram] = {}
+        """(zone, proto)"""
+        self.response_sizes: dict[tuple[int, int], _Histogram] = {}
+        """(zone, proto)"""
+
+    def copy(self) -> _Totals:
+        other = _Totals()
+        other.requests = self.requests.copy()
+        other.responses = self.responses.copy()
+        other.do = self.do.copy()
+        for mine, theirs in (
+            (self.durations, other.durations),
+            (self.request_sizes, other.request_sizes),
+            (self.response_sizes, other.response_sizes),
+        ):
+            theirs.update((key, histogram.copy()) for key, histogram in mine.items())
+        return other
+
+    def add(self, profile: Profile, family: int, seconds: float, bucket: int) -> None:
+        """One reply of ``profile`` that took ``seconds`` (in duration bucket ``bucket``)."""
+        durations = [0] * (len(TIME_BUCKETS) + 1)
+        durations[bucket] = 1
+        counts = (1, 0) if family == 0 else (0, 1)
+        self._add(profile, counts, seconds, durations)
+
+    def add_slot(self, profile: Profile, tally: Tally, slot: int) -> None:
+        ipv4, ipv6 = tally.durations[0][slot], tally.durations[1][slot]
+        counts = (sum(ipv4), sum(ipv6))
+        if counts[0] or counts[1]:
+            durations = [a + b for a, b in zip(ipv4, ipv6, strict=True)]
+            self._add(profile, counts, tally.seconds[slot], durations)
+
+    def _add(
+        self, profile: Profile, counts: tuple[int, int], seconds: float, durations: list[int]
+    ) -> None:
+        zone, qtype, proto, do, rcode, plugin, request_size, response_size = profile
+        replies = counts[0] + counts[1]
+        for family, count in enumerate(counts):
+            if count:
+                self.requests[(zone, proto, family, qtype)] += count
+        self.responses[(zone, rcode, plugin)] += replies
+        if do:
+            self.do[zone] += replies
+        duration = self.durations.get((zone, qtype))
+        if duration is None:
+            duration = self.durations[(zone, qtype)] = _Histogram(len(TIME_BUCKETS) + 1)
+        for bucket, count in enumerate(durations):
+            duration.buckets[bucket] += count
+        duration.total += seconds
+        for sizes, size in (
+            (self.request_sizes, request_size),
+            (self.response_sizes, response_size),
+        ):
+            histogram = sizes.get((zone, proto))
+            if histogram is None:
+                histogram = sizes[(zone, proto)] = _Histogram(len(SIZE_BUCKETS) + 1)
+            histogram.buckets[_size_bucket(size)] += replies
+            histogram.total += size * replies
+
+
+class RequestMetrics(Collector):
+    """CoreDNS's DNS request families for every ``Tally`` (one per server), built at scrape
+    time: ``coredns_dns_requests_total``, ``coredns_dns_responses_total``,
+    ``coredns_dns_request_duration_seconds``, ``coredns_dns_request_size_bytes``,
+    ``coredns_dns_response_size_bytes`` and ``coredns_dns_do_requests_total``."""
+
+    def __init__(self) -> None:
+        self.tallies: list[Tally] = []
+
+    def add(self, tally: Tally) -> None:
+        if tally not in self.tallies:
+            self.tallies.append(tally)
+
+    def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "coredns_dns_requests", "DNS queries answered, by transport.", labels=["proto"]
+            "coredns_dns_requests",
+            "Counter of DNS requests made per zone, protocol and family.",
+            labels=["server", "zone", "view", "proto", "family", "type"],
         )
         responses = CounterMetricFamily(
-            "coredns_dns_responses", "DNS replies sent, by rcode.", labels=["proto", "rcode"]
+            "coredns_dns_responses",
+            "Counter of response status codes.",
+            labels=["server", "zone", "view", "rcode", "plugin"],
         )
-        per_proto: collections.Counter[str] = collections.Counter()
-        for (proto, rcode), value in sorted(self.counts.items()):
-            per_proto[proto] += value
-            responses.add_metric([proto, RCODE_NAMES.get(rcode, str(rcode))], value)
-        for proto, value in sorted(per_proto.items()):
-            requests.add_metric([proto], value)
-        yield requests
-        yield responses
+        do = CounterMetricFamily(
+            "coredns_dns_do_requests",
+            "Counter of DNS requests with DO bit set per zone.",
+            labels=["server", "zone", "view"],
+        )
+        durations = HistogramMetricFamily(
+            "coredns_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took per zone.",
+            labels=["server", "zone", "view", "type"],
+        )
+        request_sizes = HistogramMetricFamily(
+            "coredns_dns_request_size_bytes",
+            "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
+            labels=["server", "zone", "view", "proto"],
+        )
+        response_sizes = HistogramMetricFamily(
+            "coredns_dns_response_size_bytes",
+            "Size of the returned response in bytes.",
+            labels=["server", "zone", "view", "proto"],
+        )
+        for tally in self.tallies:
+            server, zones = tally.server, tally.zones
+            totals = tally.totals()
+            for (zone, proto, family, qtype), count in sorted(totals.requests.items()):
+                labels = [server, zones[zone], "", PROTOS[proto], FAMILIES[family]]
+                requests.add_metric([*labels, TYPE_LABELS[qtype]], count)
+            for (zone, rcode, plugin), count in sorted(totals.responses.items()):
+                rcode_label = RCODE_NAMES.get(rcode, str(rcode))
+                responses.add_metric([server, zones[zone], "", rcode_label, PLUGINS[plugin]], count)
+            for zone, count in sorted(totals.do.items()):
+                do.add_metric([server, zones[zone], ""], count)
+            for (zone, qtype), histogram in sorted(totals.durations.items()):
+                labels = [server, zones[zone], "", TYPE_LABELS[qtype]]
+                durations.add_metric(labels, *_cumulative(histogram, TIME_BUCKETS))
+            for metric, sizes in ((request_sizes, totals.request_sizes),
+                                  (response_sizes, totals.response_sizes)):  # fmt: skip
+                for (zone, proto), histogram in sorted(sizes.items()):
+                    labels = [server, zones[zone], "", PROTOS[proto]]
+                    metric.add_metric(labels, *_cumulative(histogram, SIZE_BUCKETS))
+        yield from (requests, responses, do, durations, request_sizes, response_sizes)
 
 
-REPLIES = ReplyCounter()
-REGISTRY.register(REPLIES)
+def _cumulative(
+    histogram: _Histogram, bounds: tuple[float, ...]
+) -> tuple[list[tuple[str, float]], float]:
+    """prometheus_client's bucket list (cumulative, "+Inf" last) and the sum."""
+    running = 0
+    buckets = []
+    for bound, count in zip((*bounds, math.inf), histogram.buckets, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == math.inf else repr(float(bound)), float(running)))
+    return buckets, histogram.total
+
+
+REQUESTS = RequestMetrics()
+REGISTRY.register(REQUESTS)
 
 DNS_DROPPED = Counter(
     "kubedns_dns_dropped_total",

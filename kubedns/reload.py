@@ -57,6 +57,7 @@ RESTART_KEYS = (
     "cluster_domain",
     "dns_service",
     "udp.batch",
+    "ops.request_metrics",
     "watch",
 )
 """Dotted keys that take effect only at start: the listening sockets, the source of cluster
@@ -216,6 +217,7 @@ async def apply(server: Server, new: Config) -> Applied:
     # From here on nothing awaits: queries see the old config or the new one, never a mix.
     if target.logging != running.logging:
         logs.setup(target.logging)
+        server.query_log.enabled = target.logging.queries
     server.config = target
     if pods:
         for event in pods:

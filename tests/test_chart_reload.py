@@ -26,6 +26,7 @@ RESTART_VALUES = {
     "cluster_domain": "config.cluster_domain=example.local",
     "dns_service": "config.dns_service=dns/kubedns",
     "udp.batch": "config.udp.batch=false",
+    "ops.request_metrics": "config.ops.request_metrics=false",
     "watch": "config.watch.page_size=100",
 }
 """A value change for each other restart-only key."""

@@ -73,8 +73,9 @@ async def test_metrics_count_replies_by_rcode(server: Server) -> None:
     await ask(server, "missing.shop.svc.cluster.local")
     status, after = await get(server, "/metrics")
     assert status == 200
-    nx = 'proto="udp",rcode="NXDOMAIN"'
-    ok = 'proto="udp",rcode="NOERROR"'
+    server_zone = f'server="dns://{server.address}",view="",zone="."'
+    nx = 'plugin="kubernetes",rcode="NXDOMAIN",' + server_zone
+    ok = 'plugin="kubernetes",rcode="NOERROR",' + server_zone
     assert (
         sample(after, "coredns_dns_responses_total", nx)
         - sample(before, "coredns_dns_responses_total", nx)

@@ -534,6 +534,27 @@ async def test_logging_settings_change_in_place(
         assert not [text for text in server.lines if "config reloaded from" in text]
 
 
+async def test_the_query_log_turns_on_and_off_in_place(
+    volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
+) -> None:
+    first, _ = upstreams
+    port, ops = free_port(), free_port()
+    volume.publish(base_config(first, port, ops))
+    async with serving(volume) as server:
+        quiet = await ask(server, CLUSTER_NAME)
+        volume.publish(base_config(first, port, ops, logging={"format": "text", "queries": True}))
+        await server.reloaded(1)
+        logged = await ask(server, CLUSTER_NAME)
+        (line,) = await server.wait_for_lines(f' - {logged.id} "A IN {CLUSTER_NAME}. udp ', 1)
+        assert "kubedns.queries" in line and " NOERROR qr,aa,rd" in line
+        volume.publish(base_config(first, port, ops))
+        await server.reloaded(2)
+        again = await ask(server, CLUSTER_NAME)
+        await ask(server, PROBE)  # a line after it, had it been logged
+        assert not [text for text in server.lines if f" - {again.id} " in text]
+        assert not [text for text in server.lines if f" - {quiet.id} " in text]
+
+
 async def test_no_query_is_lost_while_reloading_under_load(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:

@@ -177,14 +177,37 @@ class _Converter:
 
     def _errors(self, directive: Directive, block: Block) -> None:
         self.out.note(
-            (), f"errors (line {directive.line}): nothing to set, kubedns always logs errors"
+            (),
+            f"errors (line {directive.line}): kubedns always logs its error "
+            "replies with their reason",
+        )
+        self.out.options(
+            directive,
+            mapped={"consolidate": self._consolidate},
+            noted={"stacktrace": "kubedns logs the traceback of every internal error"},
+            note_at=("logging", "error_interval"),
         )
 
-    def _log(self, directive: Directive, block: Block) -> None:
-        self.out.note(
-            (),
-            f"log (line {directive.line}): not converted, this kubedns has no query log setting",
+    def _consolidate(self, option: Directive) -> None:
+        if not option.args or len(option.args) > 3:
+            raise ValueError("takes a duration, a regular expression and a level")
+        seconds = values.seconds(option.args[0])
+        if seconds <= 0:
+            raise ValueError("the duration must be more than 0")
+        note = (
+            f"errors {{ consolidate {' '.join(option.args)} }} (line {option.line}): kubedns "
+            "consolidates every reason alike, logging.error_lines lines per interval"
         )
+        self.out.set(("logging", "error_interval"), seconds, note)
+
+    def _log(self, directive: Directive, block: Block) -> None:
+        note = f"log (line {directive.line}): one line per query in CoreDNS's common log format"
+        if directive.args or directive.block:
+            note += (
+                "; its names, classes and format are not converted: kubedns logs every query, "
+                "in that format"
+            )
+        self.out.set(("logging", "queries"), True, note)
 
     def _reload(self, directive: Directive, block: Block) -> None:
         self.out.note(

@@ -123,6 +123,12 @@ class Prepared:
             self._whole_head = _FLAGS_COUNTS.pack(self._flags | (TC if truncated else 0), 1, *whole)
         self.size = len(query.question) + len(before) + len(self._doubled) + 64
 
+    @property
+    def is_fixed_size(self) -> bool:
+        """Whether every render is as long as the first: all but a truncated rotation, whose
+        window of whole records changes with the turn (SRV targets differ in length)."""
+        return not self._n or self._after is not None
+
     def render(self, msg_id: bytes, question: bytes) -> bytes:
         """The reply bytes for a query with this ID and question (both as sent)."""
         if not self._n:

@@ -145,8 +145,22 @@ class Template:
 
 
 def error_template(rcode: int, *, recursion_available: bool = False) -> Template:
-    """A reply carrying only ``rcode``: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS."""
+    """A reply carrying only ``rcode``: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS.
+
+    One object per rcode and RA (templates are frozen), so ``is_local_error`` can tell an
+    error we made from the same rcode relayed from an upstream."""
+    return _error_template(rcode, bool(recursion_available))
+
+
+@functools.cache
+def _error_template(rcode: int, recursion_available: bool) -> Template:
     return Template(flags=(RA if recursion_available else 0) | (rcode & 0xF), ext_rcode=rcode >> 4)
+
+
+def is_local_error(template: Template) -> bool:
+    """Whether ``template`` is one of ours from ``error_template``, not an upstream's reply."""
+    ra = bool(template.flags & RA)
+    return template is error_template(template.rcode, recursion_available=ra)
 
 
 # -- encoding the answer path's replies ---------------------------------------------------------

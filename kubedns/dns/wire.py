@@ -39,6 +39,24 @@ RCODE_NAMES = {
 }
 
 
+TYPE_NAMES = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
+    28: "AAAA", 33: "SRV", 35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS", 46: "RRSIG",
+    47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF",
+    251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA",
+}  # fmt: skip
+CLASS_NAMES = {1: "IN", 3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
+
+
+def type_name(qtype: int) -> str:
+    """``A``, ``AAAA``... or ``TYPE65000`` (RFC 3597), as dig and CoreDNS's logs write it."""
+    return TYPE_NAMES.get(qtype) or f"TYPE{qtype}"
+
+
+def class_name(qclass: int) -> str:
+    return CLASS_NAMES.get(qclass) or f"CLASS{qclass}"
+
+
 class WireError(ValueError):
     """The bytes are not a DNS message this codec can walk; the message says where."""
 

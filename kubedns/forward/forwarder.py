@@ -37,14 +37,14 @@ from kubedns.config import MAX_UPSTREAMS, CacheConfig, ForwardConfig, HostPort, 
 from kubedns.dns.query import Query, QueryError, build_query, parse_query, question_of
 from kubedns.dns.render import render
 from kubedns.dns.template import RR, Template, answer_records, error_template
-from kubedns.dns.wire import NOERROR, REFUSED, SERVFAIL, WireError, name_to_wire
+from kubedns.dns.wire import NOERROR, REFUSED, SERVFAIL, WireError, name_to_wire, type_name
 from kubedns.forward import resolvconf
 from kubedns.forward.cache import CacheKey, Entry, ReplyCache
 from kubedns.forward.loop import LoopGuard, probe_name
 from kubedns.forward.pool import AllUpstreamsFailedError, Pool, PoolSettings
 from kubedns.forward.stubs import StubRouter, canonical
 from kubedns.forward.upstream import ForwardError, new_id
-from kubedns.logs import Throttle
+from kubedns.logs import ERRORS, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,12 @@ class Forwarder:
         log.warning("%s", message)
         self.warnings.append(message)
 
+    def zone_of(self, qname: str) -> str:
+        """The metrics ``zone`` of ``qname``: its stub domain with a trailing dot, else ``"."``
+        (CoreDNS users give each stub domain a server block of its own)."""
+        name = self._router.route(qname).name
+        return "." if name in (".", "") else name + "."
+
     @property
     def pools(self) -> list[Pool]:
         """The default pool first, then one per stub domain."""
@@ -186,7 +192,11 @@ class Forwarder:
         """The answer when it needs no I/O: a fresh cache entry (aged by the caller, who may
         keep rendering it until it expires), a refusal or loop SERVFAIL; else None."""
         if self._guard.is_active and self._guard.notice(query.qname + "."):
-            log.error("loop probe %s. came back: an upstream forwards to us", query.qname)
+            ERRORS.note(
+                "forwarding loop",
+                "SERVFAIL %s. %s: forwarding loop: our probe came back, an upstream forwards "
+                "to us", query.qname, type_name(query.qtype),
+            )  # fmt: skip
             return error_template(SERVFAIL, recursion_available=True)
         if self._is_never_forwarded(query.folded_name):
             return error_template(REFUSED, recursion_available=True)
@@ -198,6 +208,11 @@ class Forwarder:
         metrics.CACHE_MISSES.inc()  # counted here, not in lookup: every miss comes here once
         if self._in_flight >= self._config.max_concurrent:
             metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
+            ERRORS.note(
+                "max_concurrent exceeded",
+                "REFUSED %s. %s: max_concurrent exceeded: %d queries already wait on upstreams",
+                query.qname, type_name(query.qtype), self._config.max_concurrent,
+            )  # fmt: skip
             return error_template(REFUSED, recursion_available=True)
         key = CacheKey.of(query)
         shared = self._pending.get(key)
@@ -208,8 +223,7 @@ class Forwarder:
                 return await asyncio.shield(shared)
             return await self._lead(query, key)
         except AllUpstreamsFailedError as exc:
-            self._failures.note("%s", exc)
-            return self._fail(key)
+            return self._fail(key, query, exc)
         finally:
             self._in_flight -= 1
 
@@ -278,10 +292,15 @@ class Forwarder:
         self._cache.store(key, scanned, template)
         return template
 
-    def _fail(self, key: CacheKey) -> Template:
+    def _fail(self, key: CacheKey, query: Query, exc: AllUpstreamsFailedError) -> Template:
         stale = self._cache.stale(key)
         if stale is not None:
+            self._failures.note("%s; served a stale answer", exc)
             return stale.template.aged(fixed=self._cache_config.stale_answer_ttl)
+        reason = "upstream " + ", ".join(exc.reasons)
+        ERRORS.note(
+            reason, "SERVFAIL %s. %s: %s (%s)", query.qname, type_name(query.qtype), reason, exc
+        )
         return error_template(SERVFAIL, recursion_available=True)
 
     def _is_never_forwarded(self, folded: bytes) -> bool:

@@ -32,7 +32,12 @@ _RETRY_RCODES = frozenset({SERVFAIL, REFUSED})
 
 
 class AllUpstreamsFailedError(ForwardError):
-    """No upstream gave a reply within the deadline."""
+    """No upstream gave a reply within the deadline; ``reasons`` says how each one failed
+    (``timeout``, ``refused``...; ``deadline`` when none could be tried in time)."""
+
+    def __init__(self, message: str, reasons: Sequence[str] = ("deadline",)) -> None:
+        super().__init__(message)
+        self.reasons = tuple(sorted(set(reasons))) or ("deadline",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,7 @@ class Pool:
         candidates = self.order()
         fallback: Scanned | None = None
         errors: list[str] = []
+        reasons: list[str] = []
         for index, upstream in enumerate(candidates):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -95,6 +101,7 @@ class Pool:
                 reply = await upstream.exchange(build(qid), accept, timeout=timeout)
             except UpstreamError as exc:
                 errors.append(str(exc))
+                reasons.append(exc.reason)
                 continue
             if reply.rcode not in _RETRY_RCODES:
                 return reply
@@ -103,7 +110,8 @@ class Pool:
             return fallback
         raise AllUpstreamsFailedError(
             f"{wire_to_text(question[:-4]) or '.'} via pool {self.name}: "
-            + ("; ".join(errors) or "deadline")
+            + ("; ".join(errors) or "deadline"),
+            reasons,
         )
 
     async def watch_health(self) -> None:

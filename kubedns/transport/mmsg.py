@@ -66,6 +66,8 @@ _FLAGS_WORD = _MsgHdr.msg_flags.offset // 4
 _IOV_WORDS = IOV_SIZE // _SIZE_T
 _IOV_LEN_WORD = _IOVec.iov_len.offset // _SIZE_T
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
 _libc: ctypes.CDLL | None = None
 
 
@@ -102,6 +104,14 @@ def name_length(family: int) -> int:
     if family == socket.AF_INET6:
         return NAME_SIZE
     return 0
+
+
+def sockaddr_text(address: bytes) -> tuple[str, int]:
+    """A raw ``sockaddr_in``/``sockaddr_in6`` (as the kernel writes it) as (address, port)."""
+    port = int.from_bytes(address[2:4], "big")
+    if len(address) >= NAME_SIZE:
+        return socket.inet_ntop(socket.AF_INET6, address[8:24]), port
+    return socket.inet_ntop(socket.AF_INET, address[4:8]), port
 
 
 class MmsgError(OSError):
@@ -167,8 +177,6 @@ class Vectors:
         self._names_view = memoryview(self._names)
         self.ready = 0
         """Send messages the last ``answer()`` filled."""
-        self.rcodes = [0] * 16
-        """Replies put into send messages, by rcode; the owner reads and resets them."""
 
     def recv(self) -> int:
         """Datagrams read into slots 0..n-1 without blocking: n, or 0 when none is waiting."""
@@ -184,18 +192,20 @@ class Vectors:
             if code not in RETRY:
                 raise MmsgError(code, f"recvmmsg: {errno.errorcode.get(code, code)}")
 
-    def answer(self, count: int, respond: Respond) -> list[Other]:
+    def answer(
+        self, count: int, respond: Respond, before: Callable[[int], None] | None = None
+    ) -> list[Other]:
         """Pass datagrams 0..count-1 to ``respond``; every reply that is bytes and fits a slot
-        becomes a send message (0..``ready``-1, in order; ``rcodes`` counts them by the
-        header's rcode). Everything else comes back as (result, sender): ``TRUNCATED`` for a
-        datagram longer than its slot (never passed on), None, an awaitable, or a reply
-        longer than a slot.
+        becomes a send message (0..``ready``-1, in order). Everything else comes back as
+        (result, sender): ``TRUNCATED`` for a datagram longer than its slot (never passed on),
+        None, an awaitable, or a reply longer than a slot. ``before(i)``, if given, is called
+        before datagram ``i`` is answered, while its sender is still ``is_mapped(i)``'s.
 
         The hot loop of the server, hence written inline: per datagram one slice copied out,
         one call, one slice copied in, a few integers read and written."""
         words, lengths, names = self._recv_words, self._send_lengths, self._names_view
         recv_view, send_view = self._recv_view, self._send_view
-        slot_size, namelen, rcodes = self.slot_size, self.namelen, self.rcodes
+        slot_size, namelen = self.slot_size, self.namelen
         hdr_words, flags_word, len_word, iov_words, iov_len_word, name_size = (
             _HDR_WORDS, _FLAGS_WORD, _LEN_WORD, _IOV_WORDS, _IOV_LEN_WORD, NAME_SIZE
         )  # fmt: skip
@@ -207,6 +217,8 @@ class Vectors:
             if words[header + flags_word] & MSG_TRUNC:
                 result: object = TRUNCATED
             else:
+                if before is not None:
+                    before(i)
                 result = respond(recv_view[at : at + words[header + len_word]].tobytes(), tcp=False)
                 if result.__class__ is bytes:
                     reply: bytes = result
@@ -218,7 +230,6 @@ class Vectors:
                         at = ready * slot_size
                         send_view[at : at + size] = reply
                         lengths[ready * iov_words + iov_len_word] = size
-                        rcodes[reply[3] & 0x0F] += 1
                         ready += 1
                         continue
             # Read the sender now: a later reply moved down may take this name slot.
@@ -239,6 +250,20 @@ class Vectors:
                 return 0
             if code not in RETRY:
                 raise MmsgError(code, f"sendmmsg: {errno.errorcode.get(code, code)}")
+
+    def is_mapped(self, i: int) -> bool:
+        """Whether receive slot ``i``'s sender is an IPv4 client on an IPv6 socket
+        (``::ffff:a.b.c.d``; the address sits at offset 8 of a ``sockaddr_in6``)."""
+        at = i * NAME_SIZE + 8
+        return self._names[at : at + 12] == _V4_MAPPED
+
+    def datagram(self, i: int) -> bytes | None:
+        """The query in receive slot ``i``, or None if it was longer than its slot."""
+        header = i * _HDR_WORDS
+        if self._recv_words[header + _FLAGS_WORD] & MSG_TRUNC:
+            return None
+        at = i * self.slot_size
+        return self._recv_view[at : at + self._recv_words[header + _LEN_WORD]].tobytes()
 
     def address(self, j: int) -> bytes:
         """The destination of send message ``j``, as the raw ``sockaddr`` the kernel wrote."""

@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kubedns import metrics
 from kubedns.config import TCPConfig
+from kubedns.metrics import Tally
+from kubedns.transport.querylog import QueryLog
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,19 @@ class Answerer(Protocol):
         """Reply bytes now, None to send nothing, or an awaitable for a forwarded query."""
 
 
+def _respond_safely(
+    respond: Callable[..., bytes | Awaitable[bytes | None] | None], query: bytes
+) -> bytes | Awaitable[bytes | None] | None:
+    try:
+        return respond(query, tcp=True)
+    except Exception:
+        # The responder turns errors into SERVFAIL; should one escape it, only this query goes
+        # unanswered, not the others in the buffer or in flight.
+        metrics.PANICS.inc()
+        log.exception("tcp: unexpected error answering a query; sending nothing")
+        return None
+
+
 class TCPServer:
     """The connections of one listener: the protocol factory, the connection cap, and shutdown.
 
@@ -64,9 +80,20 @@ class TCPServer:
     slow queries and leave cannot pile up tasks beyond ``max_connections * MAX_PENDING``.
     """
 
-    def __init__(self, responder: Answerer, settings: TCPConfig) -> None:
+    def __init__(
+        self,
+        responder: Answerer,
+        settings: TCPConfig,
+        *,
+        tally: Tally | None = None,
+        query_log: QueryLog | None = None,
+    ) -> None:
         self.responder = responder
         self.settings = settings
+        self.tally = tally
+        self.query_log = query_log
+        """The per-query log: checked once per read; on, each query is timed and logged."""
+        """DNS request metrics: each read's replies are settled as one batch (udp.py)."""
         self.connections: OrderedDict[TCPConnection, None] = OrderedDict()
         """Every connection holding a slot, least recently active first."""
         self.clients: dict[str, OrderedDict[TCPConnection, None]] = {}
@@ -174,6 +201,9 @@ class TCPConnection(asyncio.Protocol):
         self.lost = False
         self.client = ""
         """The source address: the unit of ``max_connections_per_client``."""
+        self.family = 0
+        """The metrics family index of the client: 0 IPv4 (v4-mapped too), 1 IPv6."""
+        self.peer: tuple[str, int] = ("", 0)
         self.opened = self.last_active = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
         """The idle and lifetime check."""
@@ -188,6 +218,9 @@ class TCPConnection(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = (self.client, int(peer[1]))
+        self.family = 1 if ":" in self.client and not self.client.startswith("::ffff:") else 0
         if not self.server.admit(self):
             self.shutting = True
             self.lost = True  # never admitted: nothing to release
@@ -252,7 +285,23 @@ class TCPConnection(asyncio.Protocol):
     def _answer(self, data: bytes) -> None:
         """Answer the whole frames in ``data`` while the connection is not blocked; keep the
         rest (a partial frame, or frames held back) in the buffer."""
+        tally = self.server.tally
+        if tally is None:
+            self._answer_frames(data)
+            return
+        tally.family = self.family
+        started = time.perf_counter()
+        queries = self._answer_frames(data)
+        tally.settle(time.perf_counter() - started, queries)
+
+    def _answer_frames(self, data: bytes) -> int:
+        """``_answer``'s work; returns how many queries it answered."""
         respond = self.respond
+        queries = 0
+        query_log = self.server.query_log
+        if query_log is not None and not query_log.enabled:
+            query_log = None
+        started = 0.0
         batch: list[bytes] = []
         batched = 0
         offset = 0
@@ -263,26 +312,30 @@ class TCPConnection(asyncio.Protocol):
                 break
             if len(self.pending) >= MAX_PENDING:
                 break
-            try:
-                result = respond(data[offset + 2 : stop], tcp=True)
-            except Exception:
-                # The responder turns errors into SERVFAIL; should one escape it, only this
-                # query goes unanswered, not the others in the buffer or in flight.
-                metrics.PANICS.inc()
-                log.exception("tcp: unexpected error answering a query; sending nothing")
-                result = None
-            offset = stop
+            if query_log is not None:
+                started = time.perf_counter()
+            result = _respond_safely(respond, data[offset + 2 : stop])
+            query_at, offset = offset + 2, stop
+            queries += 1
             if result is None:
                 self.server.dropped.inc()
             elif isinstance(result, bytes):
                 batch.append(len(result).to_bytes(2, "big"))
                 batch.append(result)
-                metrics.REPLIES.count("tcp", result)
                 batched += len(result)
+                if query_log is not None:
+                    seconds = time.perf_counter() - started
+                    query_log.write(
+                        self.peer, data[query_at:stop], result, tcp=True, seconds=seconds
+                    )
                 if batched >= BATCH_BYTES:
                     self._write(b"".join(batch))  # may pause writing: checked above
                     batch.clear()
                     batched = 0
+            elif query_log is not None:
+                self._track(
+                    query_log.later(result, self.peer, data[query_at:stop], started=started)
+                )
             else:
                 self._track(result)
         if batch:
@@ -295,6 +348,7 @@ class TCPConnection(asyncio.Protocol):
         if offset < end:
             self.buffer += memoryview(data)[offset:]
         self._update_reading()
+        return queries
 
     def _track(self, awaitable: Awaitable[bytes | None]) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -316,7 +370,6 @@ class TCPConnection(asyncio.Protocol):
             self.server.dropped.inc()
         elif not self.lost:
             self._write(len(reply).to_bytes(2, "big") + reply)
-            metrics.REPLIES.count("tcp", reply)
         self.last_active = self.loop.time()
         self.server.touch(self)
         if self.lost:

@@ -15,6 +15,15 @@ tracked tasks, at most ``max_pending`` of them: beyond that the query is dropped
 ``forward.max_concurrent`` queries wait on upstreams (followers of an identical query in
 flight and CNAME chases included), so the bound the app passes (twice that) leaves room for
 replies finishing; a client retries a dropped query, and nothing is built for it.
+
+With DNS request metrics on (a ``Tally``), the answering of each wake-up's batches (up to
+``ROUNDS`` of them) is timed and settled once at its end (``Tally.settle``: fewer settles,
+less work per query under load), with the client family of the socket: 1 for an IPv4 socket,
+2 for an IPv6 one, and for a dual-stack one (``::`` without IPV6_V6ONLY) by each sender,
+settling early whenever it changes.
+
+With the query log on (``QueryLog.enabled``, checked once per batch), datagrams are answered
+one by one, each timed and logged with its sender; replies still go out with ``sendto``.
 """
 
 from __future__ import annotations
@@ -23,13 +32,16 @@ import asyncio
 import collections
 import logging
 import socket
+import time
 import typing
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from kubedns import metrics
 from kubedns.answer.respond import Responder
+from kubedns.metrics import Tally
 from kubedns.transport import mmsg
+from kubedns.transport.querylog import QueryLog
 
 log = logging.getLogger(__name__)
 Address = tuple[Any, ...]
@@ -78,6 +90,8 @@ async def listen(
     family: socket.AddressFamily,
     batch: bool,
     max_pending: int,
+    tally: Tally | None = None,
+    query_log: QueryLog | None = None,
 ) -> UDPListener:
     """Bind ``host:port`` and start answering; ``batch`` asks for the batching listener, which
     is used where the platform has ``recvmmsg``/``sendmmsg``."""
@@ -86,18 +100,44 @@ async def listen(
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind(info[0][4])
-            return BatchListener(responder, sock, max_pending=max_pending)
+            return BatchListener(
+                responder, sock, max_pending=max_pending, tally=tally, query_log=query_log
+            )
         except BaseException:
             sock.close()
             raise
     if batch:
         log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
     loop = asyncio.get_running_loop()
-    protocol = UDPProtocol(responder, max_pending=max_pending)
+    protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally, query_log=query_log)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: protocol, local_addr=(host, port), family=family
     )
     return DatagramListener(transport, protocol)
+
+
+def socket_family(sock: socket.socket) -> int | None:
+    """The metrics family index of a listening socket's clients: 0 (label "1") for IPv4, 1
+    (label "2") for IPv6, None for a dual-stack socket, whose IPv4 clients arrive v4-mapped."""
+    if sock.family != socket.AF_INET6:
+        return 0
+    host = str(sock.getsockname()[0])
+    if host.startswith("::ffff:"):
+        return 0
+    try:
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    except OSError:
+        v6only = 1
+    return None if host == "::" and not v6only else 1
+
+
+def address_family(address: Address) -> int:
+    """The metrics family index of a client address as asyncio reports it."""
+    return 0 if len(address) == 2 or str(address[0]).startswith("::ffff:") else 1
+
+
+Logged = tuple[QueryLog, bytes, float]
+"""What logging a reply that waits on an upstream needs: the log, the query, its arrival."""
 
 
 def _drop_pending(result: Awaitable[bytes | None]) -> None:
@@ -126,9 +166,23 @@ class BatchListener:
         slots: int = SLOTS,
         slot_size: int = SLOT_SIZE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
+        tally: Tally | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
         sock.setblocking(False)
         self.responder = responder
+        self.tally = tally
+        self.query_log = query_log
+        family = socket_family(sock)
+        self._family = family or 0
+        self._dual_stack = family is None
+        self._since = 0.0
+        """When the batch (or its part of one family) being answered started."""
+        self._first = 0
+        """Its first datagram."""
+        self._elapsed = 0.0
+        self._queries = 0
+        """Seconds spent answering, and queries answered, since the last settle."""
         self._socket = sock
         self._fd = sock.fileno()
         self.vectors = mmsg.Vectors(self._fd, family=sock.family, slots=slots, slot_size=slot_size)
@@ -147,6 +201,12 @@ class BatchListener:
         return self._socket
 
     def _on_readable(self) -> None:
+        try:
+            self._read_rounds()
+        finally:
+            self._settle()
+
+    def _read_rounds(self) -> None:
         vectors = self.vectors
         for _ in range(ROUNDS):
             try:
@@ -160,12 +220,35 @@ class BatchListener:
             if count < vectors.slots or not self._reading:
                 return
 
+    def _settle(self) -> None:
+        """Settle the replies answered since the last settle: ``_elapsed`` seconds of
+        answering for ``_queries`` queries."""
+        tally = self.tally
+        if tally is not None and self._queries:
+            tally.settle(self._elapsed, self._queries)
+            self._elapsed = 0.0
+            self._queries = 0
+
     def _answer(self, count: int) -> None:
         """Answer datagrams 0..count-1: ready replies in one batch, the rest one by one."""
+        query_log = self.query_log
+        if query_log is not None and query_log.enabled:
+            self._answer_logged(count, query_log)
+            return
         vectors = self.vectors
-        others = vectors.answer(count, self.responder.respond)
+        tally = self.tally
+        if tally is None:
+            others = vectors.answer(count, self.responder.respond)
+        else:
+            if not self._queries:
+                tally.family = self._family
+            self._since = time.perf_counter()
+            self._first = 0
+            before = self._switch_family if self._dual_stack else None
+            others = vectors.answer(count, self.responder.respond, before)
+            self._elapsed += time.perf_counter() - self._since
+            self._queries += count - self._first
         if vectors.ready:
-            metrics.REPLIES.count_rcodes("udp", vectors.rcodes)
             self._send_batch(vectors.ready)
         for result, address in others:
             if result is mmsg.TRUNCATED:
@@ -173,10 +256,53 @@ class BatchListener:
             elif result is None:
                 metrics.DNS_DROPPED.labels("udp").inc()
             elif isinstance(result, bytes):
-                metrics.REPLIES.count("udp", result)
                 self._send(result, address)
             else:
                 self._track(typing.cast(Awaitable[bytes | None], result), address)
+
+    def _answer_logged(self, count: int, query_log: QueryLog) -> None:
+        """The query log's path: each datagram answered, timed and logged on its own."""
+        self._settle()  # replies of earlier batches take their own time, not this path's
+        vectors, tally, respond = self.vectors, self.tally, self.responder.respond
+        for i in range(count):
+            data = vectors.datagram(i)
+            if data is None:
+                metrics.UDP_DROPPED.labels("oversized").inc()
+                continue
+            address = vectors.address(i)
+            if tally is not None:
+                tally.family = (
+                    (0 if vectors.is_mapped(i) else 1) if self._dual_stack else self._family
+                )
+            started = time.perf_counter()
+            result = respond(data, tcp=False)
+            elapsed = time.perf_counter() - started
+            if tally is not None:
+                tally.settle(elapsed, 1)
+            if result is None:
+                metrics.DNS_DROPPED.labels("udp").inc()
+            elif isinstance(result, bytes):
+                self._send(result, address)
+                query_log.write(
+                    mmsg.sockaddr_text(address), data, result, tcp=False, seconds=elapsed
+                )
+            else:
+                self._track(result, address, logged=(query_log, data, started))
+
+    def _switch_family(self, i: int) -> None:
+        """Dual-stack only: settle what was answered so far when datagram ``i``'s family
+        differs, so each reply is counted with its own client's family."""
+        tally = self.tally
+        assert tally is not None
+        family = 0 if self.vectors.is_mapped(i) else 1
+        if family != tally.family:
+            now = time.perf_counter()
+            self._elapsed += now - self._since
+            self._queries += i - self._first
+            self._settle()
+            self._since = now
+            self._first = i
+            tally.family = family
 
     def _send_batch(self, count: int) -> None:
         vectors = self.vectors
@@ -231,19 +357,27 @@ class BatchListener:
             self._queued -= len(reply)
         self._loop.remove_writer(self._fd)
 
-    def _track(self, result: Awaitable[bytes | None], address: bytes) -> None:
+    def _track(
+        self, result: Awaitable[bytes | None], address: bytes, *, logged: Logged | None = None
+    ) -> None:
         if len(self.pending) >= self.max_pending:
             _drop_pending(result)
             return
-        task = asyncio.ensure_future(self._send_later(result, address))
+        task = asyncio.ensure_future(self._send_later(result, address, logged))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_later(self, result: Awaitable[bytes | None], address: bytes) -> None:
+    async def _send_later(
+        self, result: Awaitable[bytes | None], address: bytes, logged: Logged | None
+    ) -> None:
         reply = await result
         if reply is not None:
-            metrics.REPLIES.count("udp", reply)
             self._send(reply, address)
+            if logged is not None:
+                query_log, data, started = logged
+                seconds = time.perf_counter() - started
+                client = mmsg.sockaddr_text(address)
+                query_log.write(client, data, reply, tcp=False, seconds=seconds)
 
     def close(self) -> None:
         if self._reading:
@@ -305,8 +439,17 @@ class DatagramListener:
 class UDPProtocol(asyncio.DatagramProtocol):
     """Answers synchronously when it can; forwarded queries become tracked tasks."""
 
-    def __init__(self, responder: Responder, *, max_pending: int) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        *,
+        max_pending: int,
+        tally: Tally | None = None,
+        query_log: QueryLog | None = None,
+    ) -> None:
         self.responder = responder
+        self.tally = tally
+        self.query_log = query_log
         self.max_pending = max_pending
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task[None]] = set()
@@ -327,29 +470,53 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if not self.reading:
             return
-        result = self.responder.respond(data, tcp=False)
+        tally = self.tally
+        query_log = self.query_log
+        if query_log is not None and not query_log.enabled:
+            query_log = None
+        started = elapsed = 0.0
+        if tally is None and query_log is None:
+            result = self.responder.respond(data, tcp=False)
+        else:
+            if tally is not None:
+                tally.family = address_family(addr)
+            started = time.perf_counter()
+            result = self.responder.respond(data, tcp=False)
+            elapsed = time.perf_counter() - started
+            if tally is not None:
+                tally.settle(elapsed, 1)
         if result is None:
             metrics.DNS_DROPPED.labels("udp").inc()
             return
         if isinstance(result, bytes):
             self._send(result, addr)
+            if query_log is not None:
+                client = (str(addr[0]), int(addr[1]))
+                query_log.write(client, data, result, tcp=False, seconds=elapsed)
             return
         if len(self.pending) >= self.max_pending:
             _drop_pending(result)
             return
-        task = asyncio.ensure_future(self._send_later(result, addr))
+        logged = (query_log, data, started) if query_log is not None else None
+        task = asyncio.ensure_future(self._send_later(result, addr, logged))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_later(self, result: Awaitable[bytes | None], addr: Address) -> None:
+    async def _send_later(
+        self, result: Awaitable[bytes | None], addr: Address, logged: Logged | None
+    ) -> None:
         reply = await result
         if reply is not None:
             self._send(reply, addr)
+            if logged is not None:
+                query_log, data, started = logged
+                client = (str(addr[0]), int(addr[1]))
+                seconds = time.perf_counter() - started
+                query_log.write(client, data, reply, tcp=False, seconds=seconds)
 
     def _send(self, reply: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
-            metrics.REPLIES.count("udp", reply)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (the client went away) are not ours to fix.

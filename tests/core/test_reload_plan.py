@@ -26,6 +26,8 @@ def changed(**settings: Any) -> Config:
         ({"cluster_domain": "example.local"}, ["cluster_domain"], []),
         ({"dns_service": "dns/kubedns"}, ["dns_service"], []),
         ({"udp.batch": False}, ["udp.batch"], []),
+        ({"ops.request_metrics": False}, ["ops.request_metrics"], []),
+        ({"logging.queries": True}, [], ["logging"]),
         ({"watch.page_size": 100}, ["watch"], []),
         ({"pods": "verified"}, ["pods"], []),  # watching the API (serving a snapshot: below)
         ({"pods": "disabled"}, [], ["pods"]),

@@ -315,6 +315,18 @@ MAPPED = [
         "ops.listen",
         HostPort("::", 9253),
     ),
+    (".:53 {\n    kubernetes cluster.local\n    log\n}\n", "logging.queries", True),
+    (
+        '.:53 {\n    kubernetes cluster.local\n    errors {\n        consolidate 5m ".*"\n'
+        "    }\n}\n",
+        "logging.error_interval",
+        300.0,
+    ),
+    (
+        ".:53 {\n    kubernetes cluster.local\n    log . {\n        class denial\n    }\n}\n",
+        "logging.queries",
+        True,
+    ),
     # A file of one server block may leave out the braces.
     (
         ".\nkubernetes cluster.local\nforward . 10.0.0.9\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import dns.message
 import dns.rcode
@@ -15,6 +16,7 @@ from prometheus_client import REGISTRY
 from kubedns import config as kubedns_config
 from kubedns.config import CacheConfig, ConfigError
 from kubedns.forward import Forwarder
+from kubedns.logs import ERRORS
 from tests.forward.fakes import (
     FakeClock,
     FakeUpstream,
@@ -131,18 +133,23 @@ def test_cache_max_bytes_is_validated() -> None:
     assert kubedns_config.load(None, {"cache.size": 0, "cache.max_bytes": 0}).cache.size == 0
 
 
-async def test_failed_queries_log_one_info_line_per_interval(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
+async def test_failed_queries_go_to_the_error_log_consolidated(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forwarder = Forwarder(forward_config(closed_port()), CacheConfig(size=0), clock=clock)
-    caplog.set_level(logging.DEBUG, logger="kubedns.forward.forwarder")
+    monkeypatch.setattr(ERRORS, "_clock", clock)
+    monkeypatch.setattr(ERRORS, "_windows", {})
+    monkeypatch.setattr(ERRORS, "lines", 2)
+    monkeypatch.setattr(ERRORS, "interval", 60.0)
+    caplog.set_level(logging.DEBUG, logger="kubedns.errors")
     for i in range(5):
         assert (await ask(forwarder, f"f{i}.test.", "A")).rcode() == dns.rcode.SERVFAIL
-    clock.advance(10)
+    clock.advance(60)
     assert (await ask(forwarder, "g.test.", "A")).rcode() == dns.rcode.SERVFAIL
-    lines = [r for r in caplog.records if r.name == "kubedns.forward.forwarder"]
-    info = [r.getMessage() for r in lines if r.levelno >= logging.INFO]
-    assert len(info) == 2
-    assert info[0].startswith("f0.test ")
-    assert info[1].startswith("g.test ") and "and 4 more like it" in info[1]
-    assert sum(r.levelno == logging.DEBUG for r in lines) == 4
+    lines = [r.getMessage() for r in caplog.records if r.name == "kubedns.errors"]
+    assert all(r.levelno == logging.ERROR for r in caplog.records if r.name == "kubedns.errors")
+    assert len(lines) == 4
+    assert re.match(r"SERVFAIL f0\.test\. A: upstream refused \(f0\.test via pool \.: ", lines[0])
+    assert lines[1].startswith("SERVFAIL f1.test. A: upstream refused")
+    assert lines[2] == "3 errors like 'upstream refused' occurred in the last 60s"
+    assert lines[3].startswith("SERVFAIL g.test. A: upstream refused")

@@ -160,6 +160,7 @@ and pods to or from verified): a change of it must roll the pods, the rest reloa
 {{- $config := include "kubedns.config" . | fromYaml -}}
 {{- $restart := pick $config "listen" "snapshot" "kubeconfig" "cluster_domain" "dns_service" "udp" "watch" -}}
 {{- $_ := set $restart "ops.listen" (get (get $config "ops" | default dict) "listen") -}}
+{{- $_ := set $restart "ops.request_metrics" (get (get $config "ops" | default dict) "request_metrics") -}}
 {{- $_ := set $restart "pods is verified" (eq (get $config "pods" | toString) "verified") -}}
 {{- toYaml $restart -}}
 {{- end -}}
