@@ -210,11 +210,19 @@ class _Converter:
         self.out.set(("logging", "queries"), True, note)
 
     def _reload(self, directive: Directive, block: Block) -> None:
-        self.out.note(
-            (),
-            f"reload (line {directive.line}): not converted, kubedns reads its config at start; "
-            "restart the pods to apply a change",
-        )
+        """``reload [INTERVAL [JITTER]]``: CoreDNS checks the Corefile's hash every INTERVAL
+        (30 s by default); kubedns polls its config file the same way (``reload.interval``).
+        Without the directive kubedns still polls, at its own default: that is what lets the
+        chart apply a ConfigMap change without rolling the pods."""
+        if directive.block or len(directive.args) > 2:
+            raise ValueError("takes at most an interval and a jitter, and no block")
+        interval = values.seconds(directive.args[0]) if directive.args else 30.0
+        if interval < 2:
+            raise ValueError(f"interval {directive.args[0]} is below CoreDNS's minimum of 2s")
+        note = f"reload (line {directive.line}): the config file is polled this often"
+        if len(directive.args) == 2:
+            note += "; the jitter is not converted: kubedns polls without one (docs/reload.md)"
+        self.out.set(("reload", "interval"), interval, note)
 
     def _loop(self, directive: Directive, block: Block) -> None:
         self.out.note(

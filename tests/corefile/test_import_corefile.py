@@ -64,6 +64,7 @@ KUBEADM = {
     "ops.listen": HostPort("0.0.0.0", 9153),
     "ops.lame_duck": 5.0,
     "replies.rotate": True,
+    "reload.interval": 30.0,
 }
 
 CONVERTED = {
@@ -184,6 +185,7 @@ ROOT = ".:53 {\n    kubernetes cluster.local\n    forward . 10.0.0.1\n    cache 
 UNSUPPORTED = [
     (ROOT + "    template IN A example.com\n}\n", "5: template:"),
     (ROOT + "    dnssec\n}\n", "5: dnssec:"),
+    (ROOT + "    reload 1s\n}\n", "5: reload: interval 1s is below CoreDNS's minimum"),
     (ROOT + "    etcd skydns.local\n}\n", "5: etcd:"),
     (ROOT + "    some_plugin_nobody_wrote\n}\n", "5: some_plugin_nobody_wrote:"),
     (ROOT + "    prometheus :{$METRICS_PORT}\n}\n", "5: prometheus: environment substitution"),
@@ -316,6 +318,8 @@ MAPPED = [
         HostPort("::", 9253),
     ),
     (".:53 {\n    kubernetes cluster.local\n    log\n}\n", "logging.queries", True),
+    (".:53 {\n    kubernetes cluster.local\n    reload\n}\n", "reload.interval", 30.0),
+    (".:53 {\n    kubernetes cluster.local\n    reload 10s 5s\n}\n", "reload.interval", 10.0),
     (
         '.:53 {\n    kubernetes cluster.local\n    errors {\n        consolidate 5m ".*"\n'
         "    }\n}\n",
