@@ -1,0 +1,382 @@
+"""The chart's dashboard and alerts against the real thing: a real Prometheus (Debian's 2.42)
+scrapes a real ``kubedns serve`` and a real ``kubedns webhook`` under traffic, and every query
+of the rendered dashboard and every alert expression of the rendered PrometheusRule (without
+its threshold) must return data through Prometheus's HTTP API. A query that returns nothing
+shows an empty panel, or an alert that can never fire, usually because a metric or label name
+is wrong.
+
+kubedns watches the fake API server loaded with config/demo-cluster.yaml (the objects the demo
+snapshot holds) rather than reading the snapshot, so the watch, relist and DNS programming
+metrics have something to count. Upstreams: dnsmasq with local data, a fake that answers
+SERVFAIL (stub domain fail.test) and a closed port (stub domain down.test, which is marked
+down and probed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
+import pytest
+import yaml
+
+from kubedns.config import HostPort
+from tests.chart.render import (
+    MONITORING,
+    alerts,
+    binary,
+    dashboard,
+    panel_queries,
+    render,
+    rule_groups,
+    without_threshold,
+    write_rule_file,
+)
+from tests.fakeapi import FakeApiServer
+from tests.forward.fakes import FakeUpstream, closed_port, free_port, rcode_only
+from tests.webhook.tls import issue, new_authority
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "config" / "demo-cluster.yaml"
+DNS_JOB = "kube-dns"  # the chart's default selector: job="<service.name>"
+WEBHOOK_JOB = "kubedns-webhook"  # job="<fullname>-webhook" for a release named kubedns
+DEADLINE = 40.0
+"""Seconds to wait for every query to return data (a few scrapes of traffic); not a measure
+of speed: the test fails only if some query still returns nothing by then."""
+
+# The CoreDNS request families kubedns gains with the `hotmetrics` branch (issue 10). Until
+# kubedns exports them, queries over them alone may come back empty: the test then xfails,
+# naming them, rather than failing; once they are exported they are checked like the rest.
+PENDING_FAMILIES = (
+    "coredns_dns_request_duration_seconds",
+    "coredns_dns_request_size_bytes",
+    "coredns_dns_response_size_bytes",
+    "coredns_dns_do_requests_total",
+)
+
+# (name, type): cluster names answered, NXDOMAIN, forwarded (dnsmasq, cached), SERVFAIL.
+QUESTIONS = [
+    ("web.shop.svc.cluster.local.", "A"),
+    ("web.shop.svc.cluster.local.", "AAAA"),
+    ("_postgres._tcp.db.shop.svc.cluster.local.", "SRV"),
+    ("34.12.96.10.in-addr.arpa.", "PTR"),
+    ("missing.shop.svc.cluster.local.", "A"),
+    ("www.example.org.", "A"),
+    ("txt.example.org.", "TXT"),
+    ("nope.example.org.", "A"),
+    ("www.fail.test.", "A"),
+    ("www.down.test.", "A"),
+]
+
+
+@contextlib.contextmanager
+def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Until ``url`` answers 200 (``what`` exited early: fail with its stderr)."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            if proc.poll() is not None:
+                stderr = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"{what} exited early: {stderr}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} did not answer 200 on {url}")
+
+
+@contextlib.contextmanager
+def dnsmasq() -> Iterator[HostPort]:
+    address = HostPort("127.0.0.1", free_port())
+    argv = [
+        binary("dnsmasq", hint="apt-get install dnsmasq"),
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        f"--port={address.port}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        "--local=/example.org/",
+        "--host-record=www.example.org,192.0.2.10",
+        "--txt-record=txt.example.org,hello",
+    ]
+    with process(argv):
+        yield address
+
+
+@contextlib.asynccontextmanager
+async def kubedns(
+    tmp_path: Path, fake: FakeApiServer, *, upstream: HostPort, failing: HostPort
+) -> AsyncIterator[tuple[HostPort, str]]:
+    """``kubedns serve`` watching the fake API; yields its DNS address and ops URL."""
+    listen, ops = HostPort("127.0.0.1", free_port()), HostPort("127.0.0.1", free_port())
+    config = {
+        "listen": str(listen),
+        "kubeconfig": str(fake.write_kubeconfig(tmp_path / "kubeconfig")),
+        "ops": {"listen": str(ops)},
+        "logging": {"level": "warning"},
+        "forward": {
+            "upstreams": [str(upstream)],
+            "stub_domains": {"fail.test": [str(failing)], "down.test": [str(closed_port())]},
+        },
+    }
+    path = tmp_path / "kubedns.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "kubedns", "serve", "--config", str(path)]
+    with process(argv) as proc:
+        await wait_http(f"http://{ops}/ready", proc, "kubedns serve")
+        yield listen, f"http://{ops}"
+
+
+@contextlib.asynccontextmanager
+async def webhook(tmp_path: Path) -> AsyncIterator[tuple[str, str, bytes]]:
+    """``kubedns webhook --ops-listen``; yields its HTTPS URL, ops URL and CA (PEM)."""
+    authority = new_authority()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    issue(authority, cert, key)
+    snapshot = tmp_path / "webhook-cluster.yaml"
+    snapshot.write_text(DEMO.read_text())
+    port, ops_port = free_port(), free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "kubedns.webhook",
+        f"--listen=127.0.0.1:{port}",
+        f"--ops-listen=127.0.0.1:{ops_port}",
+        f"--tls-cert={cert}",
+        f"--tls-key={key}",
+        f"--snapshot={snapshot}",
+        "--cluster-domain=cluster.local",
+        "--cluster-dns=10.96.0.10",
+        "--node-resolv-conf=",
+        "--log-level=warning",
+    ]
+    with process(argv) as proc:
+        await wait_http(f"http://127.0.0.1:{ops_port}/ready", proc, "kubedns webhook")
+        yield f"https://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}", authority.pem()
+
+
+@contextlib.asynccontextmanager
+async def prometheus(tmp_path: Path, *, targets: dict[str, str], rules: Path) -> AsyncIterator[str]:
+    """Prometheus scraping each job's target every second, with the chart's rules loaded."""
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in targets.items()
+        ],
+    }
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    address = HostPort("127.0.0.1", free_port())
+    argv = [
+        binary("prometheus", hint="apt-get install prometheus"),
+        f"--config.file={path}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address={address}",
+        "--log.level=warn",
+    ]
+    with process(argv) as proc:
+        await wait_http(f"http://{address}/-/ready", proc, "prometheus")
+        yield f"http://{address}"
+
+
+async def ask(server: HostPort, name: str, rdtype: str, *, tcp: bool, do: bool) -> None:
+    query = dns.message.make_query(name, rdtype, want_dnssec=do)
+    send = dns.asyncquery.tcp if tcp else dns.asyncquery.udp
+    with contextlib.suppress(dns.exception.Timeout, OSError):
+        await send(query, server.host, port=server.port, timeout=2)
+
+
+async def dig(server: HostPort, name: str, rdtype: str, *flags: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        binary("dig", hint="apt-get install bind9-dnsutils"),
+        f"@{server.host}",
+        "-p",
+        str(server.port),
+        name,
+        rdtype,
+        "+tries=1",
+        "+time=2",
+        *flags,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await proc.wait()
+
+
+async def dns_traffic(server: HostPort) -> None:
+    """Every question over UDP and TCP, some with DO, some by dig, until cancelled."""
+    while True:
+        for i, (name, rdtype) in enumerate(QUESTIONS):
+            await ask(server, name, rdtype, tcp=False, do=i % 3 == 0)
+            await ask(server, name, rdtype, tcp=True, do=False)
+        await dig(server, "web.shop.svc.cluster.local", "A")
+        await dig(server, "www.example.org", "A", "+tcp")
+        await asyncio.sleep(0.2)
+
+
+def review(uid: str) -> dict[str, Any]:
+    pod = {
+        "metadata": {"name": uid, "namespace": "shop"},
+        "spec": {"dnsPolicy": "ClusterFirst", "containers": [{"name": "c"}]},
+    }
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "object": pod,
+        },
+    }
+
+
+async def webhook_traffic(url: str, ca: bytes) -> None:
+    """Admission reviews, a mutated one and a malformed one each round, until cancelled."""
+    context = ssl.create_default_context(cadata=ca.decode())
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for round_ in range(1_000_000):
+            async with session.post(f"{url}/mutate", json=review(f"r{round_}")) as response:
+                await response.read()
+            async with session.post(f"{url}/mutate", data=b"{not json") as response:
+                await response.read()
+            await asyncio.sleep(0.3)
+
+
+def cluster_changes(fake: FakeApiServer) -> None:
+    """What the watch metrics count: an endpoints change with its trigger time, dropped watch
+    streams, a failed request, and a 410 Gone that forces a relist."""
+    (slice_,) = [s for s in fake.objects("EndpointSlice") if s["metadata"]["name"] == "web-7xk2p"]
+    trigger = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    slice_["metadata"].setdefault("annotations", {})[
+        "endpoints.kubernetes.io/last-change-trigger-time"
+    ] = trigger
+    slice_["endpoints"][0]["conditions"]["ready"] = False
+    fake.update(slice_)
+    fake.fail_next("Service", 500, on="watch")
+    fake.disconnect_watches("Service")
+    fake.compact()
+    fake.disconnect_watches("Namespace")
+
+
+async def returns_data(session: aiohttp.ClientSession, url: str, query: str) -> bool:
+    async with session.get(f"{url}/api/v1/query", params={"query": query}) as response:
+        body = await response.json()
+    assert body["status"] == "success", f"{query}: {body}"
+    return bool(body["data"]["result"])
+
+
+def is_pending(query: str, exported: str) -> bool:
+    """Whether ``query`` reads a family of PENDING_FAMILIES that kubedns has no sample of."""
+    return any(f in query and not re.search(rf"^{f}", exported, re.M) for f in PENDING_FAMILIES)
+
+
+async def queries_without_data(
+    url: str, ops_url: str, queries: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], str]:
+    """Asks again until every query returns data, or only pending ones do not, or DEADLINE
+    passes: what still returns none, and kubedns's /metrics at that point."""
+    waiting = list(queries)
+    deadline = time.monotonic() + DEADLINE
+    async with aiohttp.ClientSession() as session:
+        while True:
+            waiting = [(what, q) for what, q in waiting if not await returns_data(session, url, q)]
+            async with session.get(f"{ops_url}/metrics") as response:
+                exported = await response.text()
+            if all(is_pending(q, exported) for _, q in waiting) or time.monotonic() > deadline:
+                return waiting, exported
+            await asyncio.sleep(1)
+
+
+async def rule_errors(url: str) -> list[str]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v1/rules") as response:
+        body = await response.json()
+    return [
+        f"{rule['name']}: {rule.get('lastError')}"
+        for group in body["data"]["groups"]
+        for rule in group["rules"]
+        if rule["health"] == "err"
+    ]
+
+
+async def test_every_dashboard_query_and_alert_expression_returns_data(
+    fake: FakeApiServer, tmp_path: Path
+) -> None:
+    docs = render(*MONITORING)
+    groups = rule_groups(docs)
+    queries = panel_queries(dashboard(docs)) + [
+        (f"alert {rule['alert']} ({rule['labels']['severity']})", without_threshold(rule["expr"]))
+        for rule in alerts(groups)
+    ]
+    rules = write_rule_file(groups, tmp_path / "rules.yaml")
+    fake.load(yaml.safe_load(DEMO.read_text())["items"])
+    with dnsmasq() as upstream:
+        async with (
+            FakeUpstream(rcode_only(dns.rcode.SERVFAIL)) as failing,
+            kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as (dns_, ops),
+            webhook(tmp_path) as (hook, hook_ops, ca),
+            prometheus(
+                tmp_path,
+                targets={DNS_JOB: ops.removeprefix("http://"), WEBHOOK_JOB: hook_ops[7:]},
+                rules=rules,
+            ) as url,
+        ):
+            cluster_changes(fake)
+            traffic = [
+                asyncio.create_task(dns_traffic(dns_)),
+                asyncio.create_task(webhook_traffic(hook, ca)),
+            ]
+            try:
+                missing, exported = await queries_without_data(url, ops, queries)
+                errors = await rule_errors(url)
+            finally:
+                for task in traffic:
+                    task.cancel()
+                await asyncio.gather(*traffic, return_exceptions=True)
+    assert errors == [], "Prometheus failed to evaluate rules"
+    pending = [(what, q) for what, q in missing if is_pending(q, exported)]
+    empty = [f"{what}: {query}" for what, query in missing if (what, query) not in pending]
+    assert not empty, "queries that returned no data:\n" + "\n".join(empty)
+    if pending:
+        pytest.xfail(
+            "kubedns does not export these CoreDNS families yet (branch hotmetrics): "
+            + "; ".join(what for what, _ in pending)
+        )
