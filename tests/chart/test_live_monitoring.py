@@ -84,6 +84,29 @@ QUESTIONS = [
 ]
 
 
+PROVOKED = {
+    ("KubeDNSErrorsHigh", "warning"),  # www.fail.test and www.down.test: 1 in 5 is SERVFAIL
+    ("KubeDNSErrorsHigh", "critical"),
+    ("KubeDNSForwardErrorsHigh", "warning"),  # the fake upstream answers only SERVFAIL
+    ("KubeDNSForwardErrorsHigh", "critical"),
+    ("KubeDNSForwardHealthcheckFailureCount", "warning"),  # down.test's closed port
+    ("KubeDNSForwardHealthcheckBrokenCount", "warning"),  # ... is its pool's only upstream
+    ("KubeDNSAPIErrors", "warning"),  # the injected 500
+}
+"""Alerts the test's faults make active (pending: none lasts their ``for``)."""
+QUIET = {
+    "KubeDNSDown",
+    "KubeDNSInstanceDown",
+    "KubeDNSNoReadyReplicas",
+    "KubeDNSNotSynced",
+    "KubeDNSForwardLoop",
+    "KubeDNSPanics",
+    "KubeDNSWebhookDown",
+    "KubeDNSWebhookErrorsHigh",
+}
+"""Alerts nothing in the test gives a reason to be active."""
+
+
 @contextlib.contextmanager
 def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
@@ -281,27 +304,34 @@ async def webhook_traffic(url: str, ca: bytes) -> None:
             await asyncio.sleep(0.3)
 
 
-def cluster_changes(fake: FakeApiServer) -> None:
-    """What the watch metrics count: an endpoints change with its trigger time, dropped watch
-    streams, a failed request, and a 410 Gone that forces a relist."""
-    (slice_,) = [s for s in fake.objects("EndpointSlice") if s["metadata"]["name"] == "web-7xk2p"]
-    trigger = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    slice_["metadata"].setdefault("annotations", {})[
-        "endpoints.kubernetes.io/last-change-trigger-time"
-    ] = trigger
-    slice_["endpoints"][0]["conditions"]["ready"] = False
-    fake.update(slice_)
-    fake.fail_next("Service", 500, on="watch")
-    fake.disconnect_watches("Service")
-    fake.compact()
-    fake.disconnect_watches("Namespace")
+async def cluster_changes(fake: FakeApiServer) -> None:
+    """What the watch metrics count, every round until cancelled: an endpoints change with its
+    trigger time, a dropped watch stream whose next request fails, and now and then a 410 Gone
+    that forces a relist. Counters must keep rising for rate() to see them."""
+    for round_ in range(1_000_000):
+        (slice_,) = [
+            s for s in fake.objects("EndpointSlice") if s["metadata"]["name"] == "web-7xk2p"
+        ]
+        trigger = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        slice_["metadata"].setdefault("annotations", {})[
+            "endpoints.kubernetes.io/last-change-trigger-time"
+        ] = trigger
+        slice_["endpoints"][0]["conditions"]["ready"] = round_ % 2 == 1
+        fake.update(slice_)
+        fake.fail_next("Service", 500, on="watch")
+        fake.disconnect_watches("Service")
+        if round_ % 3 == 0:
+            fake.compact()
+            fake.disconnect_watches("Namespace")
+        await asyncio.sleep(2)
 
 
 async def returns_data(session: aiohttp.ClientSession, url: str, query: str) -> bool:
     async with session.get(f"{url}/api/v1/query", params={"query": query}) as response:
         body = await response.json()
     assert body["status"] == "success", f"{query}: {body}"
-    return bool(body["data"]["result"])
+    # NaN is no data either: a histogram_quantile() over buckets that did not move.
+    return any(sample["value"][1] != "NaN" for sample in body["data"]["result"])
 
 
 def is_pending(query: str, exported: str) -> bool:
@@ -312,8 +342,8 @@ def is_pending(query: str, exported: str) -> bool:
 async def queries_without_data(
     url: str, ops_url: str, queries: list[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], str]:
-    """Asks again until every query returns data, or only pending ones do not, or DEADLINE
-    passes: what still returns none, and kubedns's /metrics at that point."""
+    """Asks again until every query returns data (a value other than NaN), or only pending
+    ones do not, or DEADLINE passes: what still returns none, and kubedns's /metrics then."""
     waiting = list(queries)
     deadline = time.monotonic() + DEADLINE
     async with aiohttp.ClientSession() as session:
@@ -335,6 +365,22 @@ async def rule_errors(url: str) -> list[str]:
         for rule in group["rules"]
         if rule["health"] == "err"
     ]
+
+
+async def active_alerts(url: str) -> set[tuple[str, str]]:
+    """(alertname, severity) of every pending or firing alert, until PROVOKED are all there
+    or DEADLINE passes."""
+    deadline = time.monotonic() + DEADLINE
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{url}/api/v1/alerts") as response:
+                body = await response.json()
+            active = {
+                (a["labels"]["alertname"], a["labels"]["severity"]) for a in body["data"]["alerts"]
+            }
+            if active >= PROVOKED or time.monotonic() > deadline:
+                return active
+            await asyncio.sleep(1)
 
 
 async def test_every_dashboard_query_and_alert_expression_returns_data(
@@ -359,19 +405,22 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
                 rules=rules,
             ) as url,
         ):
-            cluster_changes(fake)
             traffic = [
+                asyncio.create_task(cluster_changes(fake)),
                 asyncio.create_task(dns_traffic(dns_)),
                 asyncio.create_task(webhook_traffic(hook, ca)),
             ]
             try:
                 missing, exported = await queries_without_data(url, ops, queries)
                 errors = await rule_errors(url)
+                active = await active_alerts(url)
             finally:
                 for task in traffic:
                     task.cancel()
                 await asyncio.gather(*traffic, return_exceptions=True)
     assert errors == [], "Prometheus failed to evaluate rules"
+    assert PROVOKED - active == set(), "alerts the faults should have made pending"
+    assert {name for name, _ in active} & QUIET == set(), "alerts active without a cause"
     pending = [(what, q) for what, q in missing if is_pending(q, exported)]
     empty = [f"{what}: {query}" for what, query in missing if (what, query) not in pending]
     assert not empty, "queries that returned no data:\n" + "\n".join(empty)
