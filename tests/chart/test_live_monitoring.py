@@ -95,6 +95,9 @@ PROVOKED = {
 }
 """Alerts the test's faults make active (pending: none lasts their ``for``)."""
 QUIET = {
+    "KubeDNSLatencyHigh",
+    "KubeDNSForwardLatencyHigh",
+    "KubeDNSProgrammingLatencyHigh",
     "KubeDNSDown",
     "KubeDNSInstanceDown",
     "KubeDNSNoReadyReplicas",
@@ -108,9 +111,11 @@ QUIET = {
 
 
 @contextlib.contextmanager
-def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` running, its stderr in ``log`` (a file: a pipe nobody reads could fill)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     try:
         yield proc
     finally:
@@ -122,23 +127,22 @@ def process(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
 
 
-async def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    """Until ``url`` answers 200 (``what`` exited early: fail with its stderr)."""
+async def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``url`` answers 200; if the process exits first, fail with its stderr."""
     async with aiohttp.ClientSession() as session:
         for _ in range(400):
             if proc.poll() is not None:
-                stderr = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"{what} exited early: {stderr}")
+                raise AssertionError(f"{proc.args!r} exited early: {log.read_text()}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(url) as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} did not answer 200 on {url}")
+    raise AssertionError(f"{proc.args!r} did not answer 200 on {url}: {log.read_text()}")
 
 
 @contextlib.contextmanager
-def dnsmasq() -> Iterator[HostPort]:
+def dnsmasq(tmp_path: Path) -> Iterator[HostPort]:
     address = HostPort("127.0.0.1", free_port())
     argv = [
         binary("dnsmasq", hint="apt-get install dnsmasq"),
@@ -156,7 +160,7 @@ def dnsmasq() -> Iterator[HostPort]:
         "--host-record=www.example.org,192.0.2.10",
         "--txt-record=txt.example.org,hello",
     ]
-    with process(argv):
+    with process(argv, tmp_path / "dnsmasq.log"):
         yield address
 
 
@@ -179,8 +183,9 @@ async def kubedns(
     path = tmp_path / "kubedns.yaml"
     path.write_text(yaml.safe_dump(config))
     argv = [sys.executable, "-m", "kubedns", "serve", "--config", str(path)]
-    with process(argv) as proc:
-        await wait_http(f"http://{ops}/ready", proc, "kubedns serve")
+    log = tmp_path / "kubedns.log"
+    with process(argv, log) as proc:
+        await wait_http(f"http://{ops}/ready", proc, log)
         yield listen, f"http://{ops}"
 
 
@@ -207,8 +212,9 @@ async def webhook(tmp_path: Path) -> AsyncIterator[tuple[str, str, bytes]]:
         "--node-resolv-conf=",
         "--log-level=warning",
     ]
-    with process(argv) as proc:
-        await wait_http(f"http://127.0.0.1:{ops_port}/ready", proc, "kubedns webhook")
+    log = tmp_path / "webhook.log"
+    with process(argv, log) as proc:
+        await wait_http(f"http://127.0.0.1:{ops_port}/ready", proc, log)
         yield f"https://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}", authority.pem()
 
 
@@ -233,8 +239,9 @@ async def prometheus(tmp_path: Path, *, targets: dict[str, str], rules: Path) ->
         f"--web.listen-address={address}",
         "--log.level=warn",
     ]
-    with process(argv) as proc:
-        await wait_http(f"http://{address}/-/ready", proc, "prometheus")
+    log = tmp_path / "prometheus.log"
+    with process(argv, log) as proc:
+        await wait_http(f"http://{address}/-/ready", proc, log)
         yield f"http://{address}"
 
 
@@ -394,14 +401,17 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
     ]
     rules = write_rule_file(groups, tmp_path / "rules.yaml")
     fake.load(yaml.safe_load(DEMO.read_text())["items"])
-    with dnsmasq() as upstream:
+    with dnsmasq(tmp_path) as upstream:
         async with (
             FakeUpstream(rcode_only(dns.rcode.SERVFAIL)) as failing,
             kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as (dns_, ops),
             webhook(tmp_path) as (hook, hook_ops, ca),
             prometheus(
                 tmp_path,
-                targets={DNS_JOB: ops.removeprefix("http://"), WEBHOOK_JOB: hook_ops[7:]},
+                targets={
+                    DNS_JOB: ops.removeprefix("http://"),
+                    WEBHOOK_JOB: hook_ops.removeprefix("http://"),
+                },
                 rules=rules,
             ) as url,
         ):
@@ -419,6 +429,7 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
                     task.cancel()
                 await asyncio.gather(*traffic, return_exceptions=True)
     assert errors == [], "Prometheus failed to evaluate rules"
+    assert {name for name, _ in PROVOKED} | QUIET == {r["alert"] for r in alerts(groups)}
     assert PROVOKED - active == set(), "alerts the faults should have made pending"
     assert {name for name, _ in active} & QUIET == set(), "alerts active without a cause"
     pending = [(what, q) for what, q in missing if is_pending(q, exported)]
