@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart.render import (
+from tests.chart.monitoring import (
     CHART,
     MONITORING,
     binary,

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from kubedns.config import HostPort
-from tests.chart.render import (
+from tests.chart.monitoring import (
     MONITORING,
     alerts,
     binary,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.render import (
+from tests.chart.monitoring import (
     MONITORING,
     alerts,
     binary,
