@@ -19,6 +19,7 @@ Exits 1 on any failure, listing every one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,9 @@ from kubedns.webhook.cli import overrides_from
 # Custom resources: their schemas come with their CRDs, not with Kubernetes.
 CRD_GROUPS = {"monitoring.coreos.com", "cert-manager.io"}
 CONFIG_PATH = "/etc/kubedns/config.yaml"
+# What the API server would allocate to a rendered Service that names no clusterIP.
+ALLOCATED_IP = "10.96.0.10"
+VARIABLE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 def main(argv: list[str]) -> int:
@@ -80,9 +84,7 @@ def find(docs: list[dict[str, Any]], kind: str, component: str) -> list[dict[str
 
 
 def check_kubedns(docs: list[dict[str, Any]]) -> list[str]:
-    (configmap,) = [
-        d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {})
-    ]
+    (configmap,) = find(docs, "ConfigMap", "dns")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "config.yaml")
         path.write_text(configmap["data"]["config.yaml"])
@@ -92,16 +94,73 @@ def check_kubedns(docs: list[dict[str, Any]]) -> list[str]:
             return [f"kubedns rejects the ConfigMap's config.yaml: {exc}"]
         failures = []
         for deployment in find(docs, "Deployment", "dns") + find(docs, "Deployment", "webhook"):
-            failures += check_args(deployment, path)
+            env = service_variables(docs, deployment["metadata"]["namespace"])
+            failures += check_args(deployment, path, env)
     failures += check_promises(docs, settings)
+    failures += check_webhook_ca(docs)
     return failures
 
 
-def check_args(deployment: dict[str, Any], path: Path) -> list[str]:
+def check_webhook_ca(docs: list[dict[str, Any]]) -> list[str]:
+    """The API server gets the CA exactly one way, and the one the chart serves with."""
+    failures = []
+    for mwc in (d for d in docs if d["kind"] == "MutatingWebhookConfiguration"):
+        injected = "cert-manager.io/inject-ca-from" in mwc["metadata"].get("annotations", {})
+        for hook in mwc["webhooks"]:
+            bundle = hook["clientConfig"].get("caBundle")
+            if injected == bool(bundle):
+                failures.append(
+                    f"webhook {hook['name']}: caBundle {bool(bundle)}, inject {injected}"
+                )
+            (deployment,) = find(docs, "Deployment", "webhook")
+            volumes = deployment["spec"]["template"]["spec"]["volumes"]
+            (secret_name,) = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+            secrets = [
+                d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == secret_name
+            ]
+            if secrets and secrets[0]["data"].get("ca.crt") != bundle:
+                failures.append(f"webhook {hook['name']}: caBundle is not ca.crt of {secret_name}")
+            certificates = [
+                d
+                for d in docs
+                if d["kind"] == "Certificate" and d["spec"]["secretName"] == secret_name
+            ]
+            if injected and [
+                f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in certificates
+            ] != [mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]]:
+                failures.append(f"webhook {hook['name']}: inject-ca-from is not the Certificate")
+            if not (secrets or certificates or bundle):
+                failures.append(f"webhook {hook['name']}: nothing provides Secret {secret_name}")
+    return failures
+
+
+def service_variables(docs: list[dict[str, Any]], namespace: str) -> dict[str, str]:
+    """``<NAME>_SERVICE_HOST`` of the rendered Services of one namespace, as the kubelet sets
+    them in a container; a Service with no clusterIP yet gets one, as the API server would."""
+    return {
+        d["metadata"]["name"].upper().replace("-", "_") + "_SERVICE_HOST": d["spec"].get(
+            "clusterIP", ALLOCATED_IP
+        )
+        for d in docs
+        if d["kind"] == "Service" and d["metadata"].get("namespace") == namespace
+    }
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's ``$(VAR)`` expansion of container args; unknown names raise KeyError."""
+    return VARIABLE.sub(lambda m: "$" if m[0] == "$$" else env[m[1]], arg)
+
+
+def check_args(
+    deployment: dict[str, Any], path: Path, env: dict[str, str] | None = None
+) -> list[str]:
     """Parse the container's args with kubedns's own parser and load the config with them."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    args = [a.replace(CONFIG_PATH, str(path)) for a in container["args"]]
     name = deployment["metadata"]["name"]
+    try:
+        args = [expand(a, env or {}).replace(CONFIG_PATH, str(path)) for a in container["args"]]
+    except KeyError as exc:
+        return [f"Deployment/{name}: args use $({exc.args[0]}), which no rendered Service sets"]
     try:
         parsed = cli.build_parser().parse_args(args)
     except SystemExit:
@@ -126,10 +185,21 @@ def check_promises(docs: list[dict[str, Any]], settings: config.Config) -> list[
         failures.append(f"ClusterRole: missing list/watch, has {sorted(resources)}")
     (service,) = find(docs, "Service", "dns")
     ports = {(p["port"], p["protocol"], p["targetPort"]) for p in service["spec"]["ports"]}
-    if not {(53, "UDP", 5353), (53, "TCP", 5353), (9153, "TCP", 9153)} <= ports:
+    if not {(53, "UDP", "dns"), (53, "TCP", "dns-tcp"), (9153, "TCP", "metrics")} <= ports:
         failures.append(f"Service/{service['metadata']['name']}: ports {sorted(ports)}")
-    if str(settings.listen) != "0.0.0.0:5353" or str(settings.ops.listen) != "0.0.0.0:9153":
-        failures.append(f"config: listen {settings.listen}, ops.listen {settings.ops.listen}")
+    (dns,) = find(docs, "Deployment", "dns")
+    (container,) = dns["spec"]["template"]["spec"]["containers"]
+    named = {(p["name"], p["protocol"]): p["containerPort"] for p in container["ports"]}
+    # The Service's named targetPorts must reach what kubedns listens on.
+    if {named.get(("dns", "UDP")), named.get(("dns-tcp", "TCP"))} != {settings.listen.port}:
+        failures.append(f"Deployment: dns ports {named}, config listen {settings.listen}")
+    if named.get(("metrics", "TCP")) != 9153 or str(settings.ops.listen) != "0.0.0.0:9153":
+        failures.append(f"Deployment: metrics port {named}, ops.listen {settings.ops.listen}")
+    if str(settings.listen.host) != "0.0.0.0":
+        failures.append(f"config: listen {settings.listen} is not on every address")
+    labels = dns["spec"]["template"]["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in service["spec"]["selector"].items()):
+        failures.append(f"Service selector {service['spec']['selector']} misses pods {labels}")
     for deployment in find(docs, "Deployment", "dns") + find(docs, "Deployment", "webhook"):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -140,9 +210,9 @@ def check_promises(docs: list[dict[str, Any]], settings: config.Config) -> list[
             and sc.get("readOnlyRootFilesystem")
             and sc.get("allowPrivilegeEscalation") is False
             and sc.get("capabilities", {}).get("drop") == ["ALL"]
+            and set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
         ):
             failures.append(f"Deployment/{deployment['metadata']['name']}: security settings")
-    (dns,) = find(docs, "Deployment", "dns")
     pod = dns["spec"]["template"]["spec"]
     if pod["dnsPolicy"] != "Default":
         failures.append("Deployment: dnsPolicy must be Default")

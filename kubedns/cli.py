@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedns import __version__, app, config, logs
+from kubedns.corefile.cli import add_import_parser
 from kubedns.sources.snapshot import SnapshotError
 from kubedns.webhook.cli import add_webhook_parser
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, metavar="FILE", help="YAML config file")
     check.set_defaults(handler=run_check_config)
     add_webhook_parser(commands)
+    add_import_parser(commands)
     return parser
 
 

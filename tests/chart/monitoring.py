@@ -1,32 +1,23 @@
-"""The Helm chart rendered by the real helm binary, and what tests read out of it: the
-PrometheusRule's groups and alerts, the dashboard and the PromQL of its panels.
-
-helm is the binary .ci/chart-check fetches into .ci/.cache/ (or one on PATH); tests that need it
-skip, saying how to get it, when there is neither, as tests needing dnsmasq do without dnsmasq.
-"""
+"""What the monitoring tests read out of the chart rendered by the real helm (tests/chart/tools):
+the PrometheusRule's groups and alerts, the dashboard and the PromQL of its panels."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kubedns"
-RELEASE = "kubedns"
+from tests.chart import tools
 
 MONITORING = (
     "prometheusRule.enabled=true",
     "dashboard.enabled=true",
     "webhook.enabled=true",
-    "service.clusterIP=10.96.0.10",
-    "webhook.caBundle=Cg==",
 )
 """Values that render every monitoring object, the webhook's alerts included."""
 
@@ -48,41 +39,23 @@ def binary(name: str, *, hint: str) -> str:
     return found
 
 
-def helm() -> str:
-    """The helm .ci/chart-check uses: its cached copy, else one on PATH."""
-    script = (REPO / ".ci" / "chart-check").read_text()
-    version = re.search(r'^HELM_WHEEL="[^"=]+==([^"]+)"', script, re.M)
-    if version is not None:
-        cached = REPO / ".ci" / ".cache" / f"helm-{version.group(1)}" / "helm"
-        if cached.exists():
-            return str(cached)
-    return binary("helm", hint="bash .ci/chart-check fetches it into .ci/.cache/")
-
-
-def _argv(values: tuple[str, ...], numbers: dict[str, float] | None) -> list[str]:
-    """helm template's command line: ``--set`` for each of ``values``, ``--set-json`` for
-    ``numbers`` (``--set`` keeps 2.5 a string, which the schema refuses)."""
-    argv = [helm(), "template", RELEASE, str(CHART), "--namespace", "kube-system"]
-    for value in values:
-        argv += ["--set", value]
+def _args(values: tuple[str, ...], numbers: dict[str, float] | None) -> list[str]:
+    """``--set`` for each of ``values``, ``--set-json`` for ``numbers`` (``--set`` keeps 2.5 a
+    string, which the schema refuses)."""
+    args = [arg for value in values for arg in ("--set", value)]
     for key, number in (numbers or {}).items():
-        argv += ["--set-json", f"{key}={json.dumps(number)}"]
-    return argv
+        args += ["--set-json", f"{key}={json.dumps(number)}"]
+    return args
 
 
 def render(*values: str, numbers: dict[str, float] | None = None) -> list[Object]:
     """The chart's objects as ``helm template`` renders them with these values."""
-    result = subprocess.run(_argv(values, numbers), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise AssertionError(f"helm template failed: {result.stderr}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return tools.render(*_args(values, numbers))
 
 
 def helm_error(*values: str, numbers: dict[str, float] | None = None) -> str:
     """The message helm refuses these values with (the test fails if it renders them)."""
-    result = subprocess.run(_argv(values, numbers), capture_output=True, text=True, check=False)
-    assert result.returncode != 0, f"helm rendered {values}"
-    return result.stderr
+    return tools.refused(*_args(values, numbers))
 
 
 def only(docs: list[Object], kind: str) -> Object:

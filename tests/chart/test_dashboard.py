@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.chart import tools
 from tests.chart.monitoring import (
-    CHART,
     MONITORING,
     binary,
     dashboard,
@@ -40,7 +40,7 @@ def test_the_configmap_carries_the_chart_file_and_the_sidecar_label() -> None:
     assert metadata["namespace"] == "kube-system"
     data = found["data"]
     assert isinstance(data, dict)
-    file = json.loads((CHART / "dashboards" / "kubedns.json").read_text())
+    file = json.loads((tools.CHART / "dashboards" / "kubedns.json").read_text())
     assert json.loads(data["kubedns.json"]) == file
 
 

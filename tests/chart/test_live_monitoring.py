@@ -59,6 +59,11 @@ DEADLINE = 40.0
 """Seconds to wait for every query to return data (a few scrapes of traffic); not a measure
 of speed: the test fails only if some query still returns nothing by then."""
 
+HANG_GUARD = 180.0
+"""Seconds after which the test is failed as hung, with the traceback of where it waited."""
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+"""For each HTTP request of the test: a server that stops answering fails it, not hangs it."""
+
 # The CoreDNS request families kubedns gains with the `hotmetrics` branch (issue 10). Until
 # kubedns exports them, queries over them alone may come back empty: the test then xfails,
 # naming them, rather than failing; once they are exported they are checked like the rest.
@@ -129,11 +134,12 @@ def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 async def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Until ``url`` answers 200; if the process exits first, fail with its stderr."""
-    async with aiohttp.ClientSession() as session:
-        for _ in range(400):
+    deadline = time.monotonic() + DEADLINE
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"{proc.args!r} exited early: {log.read_text()}")
-            with contextlib.suppress(aiohttp.ClientError):
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(url) as response:
                     if response.status == 200:
                         return
@@ -302,7 +308,7 @@ async def webhook_traffic(url: str, ca: bytes) -> None:
     """Admission reviews, a mutated one and a malformed one each round, until cancelled."""
     context = ssl.create_default_context(cadata=ca.decode())
     connector = aiohttp.TCPConnector(ssl=context)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=HTTP_TIMEOUT) as session:
         for round_ in range(1_000_000):
             async with session.post(f"{url}/mutate", json=review(f"r{round_}")) as response:
                 await response.read()
@@ -353,7 +359,7 @@ async def queries_without_data(
     ones do not, or DEADLINE passes: what still returns none, and kubedns's /metrics then."""
     waiting = list(queries)
     deadline = time.monotonic() + DEADLINE
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
         while True:
             waiting = [(what, q) for what, q in waiting if not await returns_data(session, url, q)]
             async with session.get(f"{ops_url}/metrics") as response:
@@ -364,7 +370,10 @@ async def queries_without_data(
 
 
 async def rule_errors(url: str) -> list[str]:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v1/rules") as response:
+    async with (
+        aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session,
+        session.get(f"{url}/api/v1/rules") as response,
+    ):
         body = await response.json()
     return [
         f"{rule['name']}: {rule.get('lastError')}"
@@ -378,7 +387,7 @@ async def active_alerts(url: str) -> set[tuple[str, str]]:
     """(alertname, severity) of every pending or firing alert, until PROVOKED are all there
     or DEADLINE passes."""
     deadline = time.monotonic() + DEADLINE
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
         while True:
             async with session.get(f"{url}/api/v1/alerts") as response:
                 body = await response.json()
@@ -401,33 +410,35 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
     ]
     rules = write_rule_file(groups, tmp_path / "rules.yaml")
     fake.load(yaml.safe_load(DEMO.read_text())["items"])
-    with dnsmasq(tmp_path) as upstream:
-        async with (
-            FakeUpstream(rcode_only(dns.rcode.SERVFAIL)) as failing,
-            kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as (dns_, ops),
-            webhook(tmp_path) as (hook, hook_ops, ca),
-            prometheus(
-                tmp_path,
-                targets={
-                    DNS_JOB: ops.removeprefix("http://"),
-                    WEBHOOK_JOB: hook_ops.removeprefix("http://"),
-                },
-                rules=rules,
-            ) as url,
-        ):
-            traffic = [
-                asyncio.create_task(cluster_changes(fake)),
-                asyncio.create_task(dns_traffic(dns_)),
-                asyncio.create_task(webhook_traffic(hook, ca)),
-            ]
-            try:
-                missing, exported = await queries_without_data(url, ops, queries)
-                errors = await rule_errors(url)
-                active = await active_alerts(url)
-            finally:
-                for task in traffic:
-                    task.cancel()
-                await asyncio.gather(*traffic, return_exceptions=True)
+    # A guard against a hang (every wait above has its own bound), not a measure of speed.
+    async with asyncio.timeout(HANG_GUARD):
+        with dnsmasq(tmp_path) as upstream:
+            async with (
+                FakeUpstream(rcode_only(dns.rcode.SERVFAIL)) as failing,
+                kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as (dns_, ops),
+                webhook(tmp_path) as (hook, hook_ops, ca),
+                prometheus(
+                    tmp_path,
+                    targets={
+                        DNS_JOB: ops.removeprefix("http://"),
+                        WEBHOOK_JOB: hook_ops.removeprefix("http://"),
+                    },
+                    rules=rules,
+                ) as url,
+            ):
+                traffic = [
+                    asyncio.create_task(cluster_changes(fake)),
+                    asyncio.create_task(dns_traffic(dns_)),
+                    asyncio.create_task(webhook_traffic(hook, ca)),
+                ]
+                try:
+                    missing, exported = await queries_without_data(url, ops, queries)
+                    errors = await rule_errors(url)
+                    active = await active_alerts(url)
+                finally:
+                    for task in traffic:
+                        task.cancel()
+                    await asyncio.gather(*traffic, return_exceptions=True)
     assert errors == [], "Prometheus failed to evaluate rules"
     assert {name for name, _ in PROVOKED} | QUIET == {r["alert"] for r in alerts(groups)}
     assert PROVOKED - active == set(), "alerts the faults should have made pending"
