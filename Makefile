@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:5353
 
-.PHONY: venv run test lint typecheck unit bench scale clean
+.PHONY: venv run test lint typecheck unit schema bench scale clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ unit: venv
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The chart's values.schema.json: its properties.config is generated from kubedns/config.py
+# (the rest of the file is written by hand and kept as it is). Run after changing a setting;
+# tests/test_config_schema.py fails until the file is regenerated.
+schema: venv
+	$(BIN)/kubedns config-schema --update charts/kubedns/values.schema.json
 
 # The end-to-end scale benchmark of issue 3 (about a minute; not part of `make test`):
 # writes bench/results/scale.json. Override the shape, e.g. make scale SCALE_ARGS='--seconds 5'.

@@ -22,7 +22,9 @@ from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
 from kubedns.forward import Forwarder, ForwardError, SelfForwardError
+from kubedns.forward.cache import ReplyCache
 from kubedns.index import RecordIndex
+from kubedns.reload import ConfigSource, Reloader, digest, forget_upstreams, retire
 from kubedns.sources.events import watched_kinds
 from kubedns.sources.snapshot import load_snapshot
 from kubedns.transport import udp
@@ -60,13 +62,13 @@ class Server:
         self.index = RecordIndex(
             zone=self.config.zone, dns_service=(namespace, name), required_kinds=self.kinds
         )
-        self.forwarder = self._build_forwarder()
+        self.address = self.config.listen
+        self.forwarder = self.build_forwarder(self.config)
         self.responder = Responder(
             ClusterZone(self.index, self.config),
             fallback=self.forwarder,
             replies=self.config.replies,
         )
-        self.address = self.config.listen
         index = self.index
         metrics.ZONE_SERIAL.set_function(lambda: index.serial & 0xFFFFFFFF)
         metrics.SYNCED.set_function(lambda: int(index.is_synced))
@@ -81,19 +83,22 @@ class Server:
         """Synced and not shutting down: what ``/ready`` reports."""
         return self.index.is_synced and not self.stopping
 
-    def _build_forwarder(self) -> Forwarder | None:
+    def build_forwarder(
+        self, config: Config, *, reply_cache: ReplyCache | None = None
+    ) -> Forwarder | None:
         """The fixed chain's last link. Without configured upstreams the node's resolv.conf is
         used; if that names none, names outside the cluster are REFUSED (and logged here)."""
-        config = self.config
         if not config.forward.enabled:
             return None
         try:
             return Forwarder(
                 config.forward,
                 config.cache,
-                listen=[config.listen],
+                # The bound address too: with port 0 the kernel chose it after the start.
+                listen=[config.listen, self.address],
                 never_forward=[config.zone],
                 replies=config.replies,
+                reply_cache=reply_cache,
             )
         except SelfForwardError as exc:
             raise ConfigError(str(exc)) from exc
@@ -173,8 +178,7 @@ class Server:
             listen.port,
             family=family,
             batch=self.config.udp.batch,
-            # The forwarder answers REFUSED past max_concurrent; see kubedns.transport.udp.
-            max_pending=2 * self.config.forward.max_concurrent,
+            max_pending=udp_pending_limit(self.config),
         )
         _enlarge_receive_buffer(self._udp.socket)
         port = self._udp.socket.getsockname()[1]
@@ -200,9 +204,37 @@ class Server:
     async def _check_loop(self, forwarder: Forwarder) -> None:
         """CoreDNS's ``loop`` check: if our probe comes back, stop forwarding rather than
         amplify every query around the loop; names outside the cluster then get REFUSED."""
-        if await forwarder.detect_loop():
-            log.error("forwarding disabled: fix the upstreams and restart kubedns")
+        if await forwarder.detect_loop() and self.responder.fallback is forwarder:
+            log.error("forwarding disabled: fix the upstreams and reload or restart kubedns")
             self.responder.fallback = None
+
+    # -- reload hooks (kubedns.reload decides what changes; these do it) -------------------
+
+    def swap_forwarder(self, forwarder: Forwarder | None, *, new_upstreams: bool) -> None:
+        """Send names outside the cluster to ``forwarder`` (started) from the next query on.
+        The old one finishes the queries it holds and is closed after them.
+
+        With ``new_upstreams`` the loop check runs again; without, forwarding that a detected
+        loop turned off stays off (the same upstreams would loop again)."""
+        old, self.forwarder = self.forwarder, forwarder
+        looped = old is not None and self.responder.fallback is None
+        if new_upstreams or not looped:
+            self.responder.fallback = forwarder
+        if old is not None:
+            self._spawn(self._retire(old), name="forward-retire")
+        if forwarder is not None and new_upstreams:
+            self._spawn(self._check_loop(forwarder), name="forward-loop-check")
+
+    async def _retire(self, old: Forwarder) -> None:
+        await retire(old, timeout=old.timeout + DRAIN_MARGIN)
+        forget_upstreams(old, keep=self.forwarder)
+
+    def set_limits(self, config: Config) -> None:
+        """Transport limits and timeouts from now on (for open TCP connections too)."""
+        if self._tcp_handler is not None:
+            self._tcp_handler.settings = config.tcp
+        if self._udp is not None:
+            self._udp.max_pending = udp_pending_limit(config)
 
     async def stop(self) -> None:
         """Not ready, a lame-duck period, stop taking queries, finish and send every reply
@@ -241,6 +273,12 @@ class Server:
         if self.ops is not None:
             await self.ops.stop()
         log.info("stopped")
+
+
+def udp_pending_limit(config: Config) -> int:
+    """Forwarded UDP queries awaited at once. The forwarder answers REFUSED past
+    ``max_concurrent`` itself; see kubedns.transport.udp for why twice that."""
+    return 2 * config.forward.max_concurrent
 
 
 DRAIN_MARGIN = 1.0
@@ -287,21 +325,27 @@ def _enlarge_receive_buffer(sock: socket.socket | None) -> None:
         log.warning("cannot enlarge the UDP receive buffer: %s", exc)
 
 
-async def run(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT."""
+async def run(config: Config, source: ConfigSource | None = None, *, content: str = "") -> None:
+    """Serve until SIGTERM or SIGINT; reload ``source`` on SIGHUP and when the file changes.
+
+    ``content`` is the digest of the file's bytes ``config`` was loaded from."""
     # Handlers first: a signal that comes while the server starts must not take the default
-    # action (SIGHUP's ends the process; until it reloads the config, it does nothing).
+    # action (SIGHUP's ends the process); a SIGHUP during the start reloads once it is done.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_stop_signal, signum, stop)
-    loop.add_signal_handler(signal.SIGHUP, _on_hangup)
+    reloader = Reloader(source or ConfigSource(None), content=content or digest(b""))
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
     server = Server(config)
     server.load_sources()
     await server.start()
+    reloading = asyncio.create_task(reloader.run(server), name="config-reload")
     try:
         await stop.wait()
     finally:
+        reloading.cancel()  # a reload is applied whole or not at all; see Reloader.run
+        await asyncio.gather(reloading, return_exceptions=True)
         await server.stop()
 
 
@@ -309,10 +353,6 @@ def _on_stop_signal(signum: int, stop: asyncio.Event) -> None:
     if not stop.is_set():
         log.info("%s: stopping", _name(signum))
     stop.set()
-
-
-def _on_hangup() -> None:
-    log.info("SIGHUP ignored: reloading the configuration is not supported yet")
 
 
 def _name(signum: int) -> str:

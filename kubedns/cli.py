@@ -11,6 +11,7 @@ from typing import Any
 
 from kubedns import __version__, app, config, logs
 from kubedns.corefile.cli import add_import_parser
+from kubedns.reload import ConfigSource, digest
 from kubedns.sources.snapshot import SnapshotError
 from kubedns.webhook.cli import add_webhook_parser
 
@@ -88,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, metavar="FILE", help="YAML config file")
     check.set_defaults(handler=run_check_config)
+    schema = commands.add_parser(
+        "config-schema",
+        help="print the JSON Schema of the config file",
+        description="Print the JSON Schema (draft-07) of the config file, generated from "
+        "kubedns/config.py: types, enums, bounds, patterns, defaults and descriptions.",
+    )
+    schema.add_argument(
+        "--chart",
+        action="store_true",
+        help="the Helm chart's variant: keys the chart sets itself are refused",
+    )
+    schema.add_argument(
+        "--update",
+        type=Path,
+        metavar="VALUES_SCHEMA",
+        help="rewrite properties.config of this values.schema.json with the chart's variant, "
+        "keeping the rest of the file (make schema)",
+    )
+    schema.set_defaults(handler=run_config_schema)
     add_webhook_parser(commands)
     add_import_parser(commands)
     return parser
@@ -153,16 +173,37 @@ def run_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_config_schema(args: argparse.Namespace) -> int:
+    """Print the config file's schema, or write the chart's variant into values.schema.json."""
+    # Imported here: the generator reads config.py's source, which serving never needs.
+    from kubedns import config_schema  # noqa: PLC0415
+
+    if args.update is None:
+        schema = config_schema.chart_schema() if args.chart else config_schema.config_schema()
+        print(config_schema.to_json(schema), end="")
+        return 0
+    try:
+        changed = config_schema.update_values_schema(args.update)
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        print(f"kubedns: cannot update {args.update}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"kubedns: {args.update}: config schema {'updated' if changed else 'up to date'}")
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        settings = config.load(args.config, serve_overrides(args))
+        source = ConfigSource(args.config, serve_overrides(args))
+        # Read once, parsed and hashed: a reload compares the file against these very bytes.
+        data = source.read()
+        settings = source.parse(data)
     except config.ConfigError as exc:
         print(f"kubedns: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.setup(settings.logging)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(app.run(settings))
+            runner.run(app.run(settings, source, content=digest(data)))
     except (config.ConfigError, SnapshotError) as exc:
         print(f"kubedns: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -84,6 +84,13 @@ class RecordIndex:
         """True once every required kind has had its first complete list."""
         return self._required <= self._synced
 
+    def require(self, kinds: Iterable[Kind]) -> None:
+        """Count as synced only once ``kinds`` have all been listed (the watched kinds changed
+        on a reload). A reload adds a kind only after applying its first list, so serving
+        that was synced stays synced (and ``/ready`` stays 200)."""
+        self._required = frozenset(kinds)
+        self.generation += 1
+
     def records(self, name: str) -> RRsets | None:
         """The RRsets owned by ``name`` (lowercase, no trailing dot), or None."""
         stored = self._records.get(name)

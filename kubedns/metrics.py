@@ -344,3 +344,37 @@ def observe_dns_programming(trigger_time: float, *, service_kind: str = "endpoin
     that label instead.
     """
     DNS_PROGRAMMING.labels(service_kind).observe(max(0.0, time.time() - trigger_time))
+
+
+# --- config reload (kubedns/reload.py) -----------------------------------------------------
+# CoreDNS's reload plugin exports the first two; the rest are kubedns's own, in the shape
+# Prometheus uses for its own config reloads (alert on ..._successful == 0).
+
+RELOAD_FAILED = Counter(
+    "coredns_reload_failed_total",
+    "Config reloads that failed and kept the running config "
+    "(mirrors CoreDNS coredns_reload_failed_total).",
+)
+RELOAD_VERSION = Gauge(
+    "coredns_reload_version_info",
+    "Always 1; value is the hash (of kind hash) of the config file in force "
+    "(mirrors CoreDNS coredns_reload_version_info).",
+    ["hash", "value"],
+)
+CONFIG_RELOADS = Counter(
+    "kubedns_config_reloads_total",
+    "Config reloads (SIGHUP, or a changed config file), by result: success or failed.",
+    ["result"],
+)
+for _result in ("success", "failed"):
+    CONFIG_RELOADS.labels(_result)
+CONFIG_LAST_RELOAD_SUCCESSFUL = Gauge(
+    "kubedns_config_last_reload_successful",
+    "1 if the last config load (at start or a reload) succeeded, 0 if the last reload failed.",
+)
+CONFIG_LAST_RELOAD_SUCCESS = Gauge(
+    "kubedns_config_last_reload_success_timestamp_seconds",
+    "Unix time of the last successful config load, at start or a reload.",
+)
+
+# --- end config reload ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_values_come_from_the_file_and_overrides(tmp_path: Path) -> None:
         ({"watch.page_size": 0}, "watch.page_size must be at least 1"),
         ({"watch.page_size": 2.5}, "watch.page_size must be a whole number"),
         ({"watch.read_timeout": 0}, "watch.read_timeout must be more than 0"),
-        ({"watch.connect_timeout": -1}, "watch.connect_timeout must not be negative"),
+        ({"watch.connect_timeout": -1}, "watch.connect_timeout must be more than 0, got -1"),
         ({"watch.backoff_base": 5, "watch.backoff_cap": 1}, "watch.backoff_cap must not be less"),
         ({"watch.retries": 3}, "unknown setting watch.retries"),
     ],

@@ -153,18 +153,23 @@ class Responder:
         replies: RepliesConfig | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        replies = replies or RepliesConfig()
+        self._clock = clock
+        self._fallback = fallback
+        self.reconfigure(zone, replies or RepliesConfig())
+
+    def reconfigure(self, zone: ClusterZone, replies: RepliesConfig) -> None:
+        """Answer with ``zone`` (its TTLs, its pods mode) and ``replies`` from now on (a config
+        reload). Every stored reply was shaped by the old ones, so all are forgotten; a
+        forwarded query in flight is still answered, sized by the new settings."""
         self.zone = zone
         self._index = zone.index
         self._udp_size = replies.udp_size
         self._rotate = replies.rotate
-        self._clock = clock
         budget = replies.cache_bytes
         self._zone_replies: BoundedStore[Prepared] = BoundedStore(budget // 2)
         self._forwarded: BoundedStore[_ForwardedReply] = BoundedStore(budget // 4)
         self._templates: BoundedStore[Template] = BoundedStore(budget // 4)
         self._generation = -1
-        self._fallback = fallback
 
     @property
     def fallback(self) -> Fallback | None:

@@ -177,6 +177,7 @@ class ReplyCache:
                 )
                 for kind in ("success", "denial")
             }
+        self._report()  # a new cache (at start or a reload) starts empty
 
     def _keep_until(self, _key: CacheKey, entry: Entry, _now: float) -> float:
         stale = self._config.stale_max_age if self._config.serve_stale else 0
@@ -221,10 +222,13 @@ class ReplyCache:
             if kind != entry.kind:
                 store.pop(key, None)  # a name that now exists must not stay negative
         stored = self._stores[entry.kind].put(key, entry)
+        self._report()
+        return stored
+
+    def _report(self) -> None:
         for kind, store in self._stores.items():
             metrics.CACHE_ENTRIES.labels(kind).set(len(store))
             metrics.CACHE_BYTES.labels(kind).set(int(store.currsize))
-        return stored
 
     def __len__(self) -> int:
         return sum(len(store) for store in self._stores.values())

@@ -73,6 +73,8 @@ class Forwarder:
             the event loop's clock, as asyncio time-outs do.
         resolv_conf: where default upstreams come from when ``forward.upstreams`` is empty.
         never_forward: zones (the cluster domain) whose names are refused, never sent upstream.
+        reply_cache: a cache to keep rather than start empty (a config reload that changed
+            neither ``cache`` nor where names go); it must have been built from ``cache``.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Forwarder:
         resolv_conf: Path = resolvconf.DEFAULT_RESOLV_CONF,
         never_forward: Sequence[str] = (),
         replies: RepliesConfig | None = None,
+        reply_cache: ReplyCache | None = None,
     ) -> None:
         replies = replies or RepliesConfig()
         self._udp_size = replies.udp_size
@@ -105,7 +108,7 @@ class Forwarder:
             for domain, servers in forward.stub_domains.items()
         }
         self._router: StubRouter[Pool] = StubRouter(default, stubs)
-        self._cache = ReplyCache(cache, clock=clock)
+        self._cache = reply_cache or ReplyCache(cache, clock=clock)
         self._guard = LoopGuard()
         self._in_flight = 0
         self._pending: dict[CacheKey, asyncio.Future[Template]] = {}
@@ -283,6 +286,16 @@ class Forwarder:
 
     def _is_never_forwarded(self, folded: bytes) -> bool:
         return any(folded.endswith(zone) for zone in self._never)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a client query may spend on upstreams (``forward.timeout``)."""
+        return self._config.timeout
+
+    @property
+    def reply_cache(self) -> ReplyCache:
+        """The cache of forwarded answers (a reload may hand it to the next forwarder)."""
+        return self._cache
 
     @property
     def in_flight(self) -> int:

@@ -54,6 +54,9 @@ DRAIN_TIMEOUT = 5.0
 class UDPListener(Protocol):
     """What the app holds of a UDP listener."""
 
+    max_pending: int
+    """Forwarded queries awaited at once; past it a query is dropped (a reload may change it)."""
+
     @property
     def socket(self) -> socket.socket:
         """The bound socket (for its address and buffer sizes)."""
@@ -278,6 +281,14 @@ class DatagramListener:
     def socket(self) -> socket.socket:
         sock: socket.socket = self.transport.get_extra_info("socket")
         return sock
+
+    @property
+    def max_pending(self) -> int:
+        return self.protocol.max_pending
+
+    @max_pending.setter
+    def max_pending(self, limit: int) -> None:
+        self.protocol.max_pending = limit
 
     def close(self) -> None:
         # Closing the transport now would throw away the replies still in flight (asyncio

@@ -31,7 +31,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("pods: maybe\n", "pods is 'maybe'; allowed values: 'disabled', 'insecure', 'verified'"),
-        ("ttl: {records: -1}\n", "ttl.records must not be negative"),
+        ("ttl: {records: -1}\n", "ttl.records must be 0 to 2147483647, got -1"),
         ("ttl: {records: 1.5}\n", "ttl.records must be a whole number"),
         ("ttl: {recrods: 5}\n", "unknown setting ttl.recrods"),
         ("listen: 127.0.0.1\n", "listen: '127.0.0.1' has no port"),
@@ -42,6 +42,9 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("dns_service: kube-dns\n", "dns_service 'kube-dns' must be namespace/name"),
         ("- a\n- b\n", "must hold a mapping"),
         ("ttl: {records: [\n", "is not valid YAML"),
+        ("reload: {interval: -1}\n", "reload.interval must be 0 to 86400, got -1"),
+        ("reload: {interval: 90000}\n", "reload.interval must be 0 to 86400, got 90000"),
+        ("reload: {interval: fast}\n", "reload.interval must be a number"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -55,6 +58,13 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load(tmp_path / "absent.yaml")
+
+
+def test_a_file_not_in_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("cluster_domain: caf\u00e9.local\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        load(path)
 
 
 def test_empty_file_means_defaults(tmp_path: Path) -> None:

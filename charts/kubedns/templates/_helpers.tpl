@@ -152,6 +152,18 @@ probes, so they are not taken from values.
 {{- toYaml $config -}}
 {{- end -}}
 
+{{/*
+The part of the config file kubedns applies only at start (RESTART_KEYS in kubedns/reload.py,
+and pods to or from verified): a change of it must roll the pods, the rest reloads in place.
+*/}}
+{{- define "kubedns.restartConfig" -}}
+{{- $config := include "kubedns.config" . | fromYaml -}}
+{{- $restart := pick $config "listen" "snapshot" "kubeconfig" "cluster_domain" "dns_service" "udp" "watch" -}}
+{{- $_ := set $restart "ops.listen" (get (get $config "ops" | default dict) "listen") -}}
+{{- $_ := set $restart "pods is verified" (eq (get $config "pods" | toString) "verified") -}}
+{{- toYaml $restart -}}
+{{- end -}}
+
 {{/* Seconds of lame duck, rounded up: the base of terminationGracePeriodSeconds. */}}
 {{- define "kubedns.lameDuck" -}}
 {{- $ops := .Values.config.ops | default dict -}}
