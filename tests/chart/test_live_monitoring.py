@@ -18,11 +18,13 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,7 @@ PROVOKED = {
     ("KubeDNSForwardHealthcheckFailureCount", "warning"),  # down.test's closed port
     ("KubeDNSForwardHealthcheckBrokenCount", "warning"),  # ... is its pool's only upstream
     ("KubeDNSAPIErrors", "warning"),  # the injected 500
+    ("KubeDNSConfigReloadFailed", "warning"),  # break_config
 }
 """Alerts the test's faults make active (pending: none lasts their ``for``)."""
 QUIET = {
@@ -170,11 +173,20 @@ def dnsmasq(tmp_path: Path) -> Iterator[HostPort]:
         yield address
 
 
+@dataclass(frozen=True)
+class Kubedns:
+    dns: HostPort
+    ops: str
+    """The URL of /metrics, /health and /ready."""
+    process: subprocess.Popen[bytes]
+    config: Path
+
+
 @contextlib.asynccontextmanager
 async def kubedns(
     tmp_path: Path, fake: FakeApiServer, *, upstream: HostPort, failing: HostPort
-) -> AsyncIterator[tuple[HostPort, str]]:
-    """``kubedns serve`` watching the fake API; yields its DNS address and ops URL."""
+) -> AsyncIterator[Kubedns]:
+    """``kubedns serve`` watching the fake API, ready."""
     listen, ops = HostPort("127.0.0.1", free_port()), HostPort("127.0.0.1", free_port())
     config = {
         "listen": str(listen),
@@ -192,7 +204,13 @@ async def kubedns(
     log = tmp_path / "kubedns.log"
     with process(argv, log) as proc:
         await wait_http(f"http://{ops}/ready", proc, log)
-        yield listen, f"http://{ops}"
+        yield Kubedns(listen, f"http://{ops}", proc, path)
+
+
+def break_config(server: Kubedns) -> None:
+    """An invalid config and SIGHUP: the reload fails and kubedns keeps the running config."""
+    server.config.write_text("pods: sometimes\n")
+    server.process.send_signal(signal.SIGHUP)
 
 
 @contextlib.asynccontextmanager
@@ -415,24 +433,25 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
         with dnsmasq(tmp_path) as upstream:
             async with (
                 FakeUpstream(rcode_only(dns.rcode.SERVFAIL)) as failing,
-                kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as (dns_, ops),
+                kubedns(tmp_path, fake, upstream=upstream, failing=failing.address) as server,
                 webhook(tmp_path) as (hook, hook_ops, ca),
                 prometheus(
                     tmp_path,
                     targets={
-                        DNS_JOB: ops.removeprefix("http://"),
+                        DNS_JOB: server.ops.removeprefix("http://"),
                         WEBHOOK_JOB: hook_ops.removeprefix("http://"),
                     },
                     rules=rules,
                 ) as url,
             ):
+                break_config(server)
                 traffic = [
                     asyncio.create_task(cluster_changes(fake)),
-                    asyncio.create_task(dns_traffic(dns_)),
+                    asyncio.create_task(dns_traffic(server.dns)),
                     asyncio.create_task(webhook_traffic(hook, ca)),
                 ]
                 try:
-                    missing, exported = await queries_without_data(url, ops, queries)
+                    missing, exported = await queries_without_data(url, server.ops, queries)
                     errors = await rule_errors(url)
                     active = await active_alerts(url)
                 finally:
