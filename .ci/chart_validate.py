@@ -10,13 +10,18 @@ For every manifest file (the output of one `helm template`):
   container's own arguments add, parsed by kubedns's real command line: a value kubedns would
   reject at start fails here;
 - a few chart promises are asserted (RBAC for pods only in verified mode, Service ports,
-  security settings).
+  security settings);
+- the PrometheusRule's groups pass `promtool check rules` (skipped, and said so, without
+  promtool) and the dashboard ConfigMap holds a Grafana dashboard that parses.
 Exits 1 on any failure, listing every one.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,6 +51,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{name}: no objects rendered")
         failures += [f"{name}: {msg}" for msg in check_objects(docs, version)]
         failures += [f"{name}: {msg}" for msg in check_kubedns(docs)]
+        failures += [f"{name}: {msg}" for msg in check_monitoring(docs)]
     for failure in failures:
         print(f"chart-check: FAIL {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -213,6 +219,43 @@ def check_promises(docs: list[dict[str, Any]], settings: config.Config) -> list[
     if pod["terminationGracePeriodSeconds"] <= settings.ops.lame_duck:
         failures.append("Deployment: terminationGracePeriodSeconds not above ops.lame_duck")
     return failures
+
+
+def check_monitoring(docs: list[dict[str, Any]]) -> list[str]:
+    """The PrometheusRule as promtool reads rule files, the dashboard as Grafana reads JSON."""
+    failures = []
+    for rule in [d for d in docs if d["kind"] == "PrometheusRule"]:
+        failures += check_rules(rule)
+    for configmap in [d for d in docs if d["kind"] == "ConfigMap"]:
+        for key, text in configmap.get("data", {}).items():
+            if not key.endswith(".json"):
+                continue
+            try:
+                dashboard = json.loads(text)
+            except ValueError as exc:
+                failures.append(f"ConfigMap/{configmap['metadata']['name']}: {key}: {exc}")
+                continue
+            if not dashboard.get("uid") or not dashboard.get("panels"):
+                failures.append(f"ConfigMap/{configmap['metadata']['name']}: {key}: no dashboard")
+    return failures
+
+
+def check_rules(rule: dict[str, Any]) -> list[str]:
+    promtool = shutil.which("promtool")
+    what = f"PrometheusRule/{rule['metadata']['name']}"
+    if promtool is None:
+        print(f"chart-check:   skipped promtool check of {what} (apt-get install prometheus)")
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "rules.yaml")
+        path.write_text(yaml.safe_dump(rule["spec"]))
+        result = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+        )
+    if result.returncode != 0:
+        return [f"{what}: promtool check rules: {result.stdout}{result.stderr}"]
+    print(f"chart-check:   {what}: promtool check rules: {result.stdout.strip().splitlines()[-1]}")
+    return []
 
 
 if __name__ == "__main__":
