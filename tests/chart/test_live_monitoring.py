@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import ssl
 import subprocess
@@ -34,7 +33,6 @@ import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.rcode
-import pytest
 import yaml
 
 from kubedns.config import HostPort
@@ -65,16 +63,6 @@ HANG_GUARD = 180.0
 """Seconds after which the test is failed as hung, with the traceback of where it waited."""
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 """For each HTTP request of the test: a server that stops answering fails it, not hangs it."""
-
-# The CoreDNS request families kubedns gains with the `hotmetrics` branch (issue 10). Until
-# kubedns exports them, queries over them alone may come back empty: the test then xfails,
-# naming them, rather than failing; once they are exported they are checked like the rest.
-PENDING_FAMILIES = (
-    "coredns_dns_request_duration_seconds",
-    "coredns_dns_request_size_bytes",
-    "coredns_dns_response_size_bytes",
-    "coredns_dns_do_requests_total",
-)
 
 # (name, type): cluster names answered, NXDOMAIN, forwarded (dnsmasq, cached), SERVFAIL.
 QUESTIONS = [
@@ -365,25 +353,16 @@ async def returns_data(session: aiohttp.ClientSession, url: str, query: str) -> 
     return any(sample["value"][1] != "NaN" for sample in body["data"]["result"])
 
 
-def is_pending(query: str, exported: str) -> bool:
-    """Whether ``query`` reads a family of PENDING_FAMILIES that kubedns has no sample of."""
-    return any(f in query and not re.search(rf"^{f}", exported, re.M) for f in PENDING_FAMILIES)
-
-
-async def queries_without_data(
-    url: str, ops_url: str, queries: list[tuple[str, str]]
-) -> tuple[list[tuple[str, str]], str]:
-    """Asks again until every query returns data (a value other than NaN), or only pending
-    ones do not, or DEADLINE passes: what still returns none, and kubedns's /metrics then."""
+async def queries_without_data(url: str, queries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Asks again until every query returns data (a value other than NaN), or DEADLINE
+    passes: what still returns none."""
     waiting = list(queries)
     deadline = time.monotonic() + DEADLINE
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
         while True:
             waiting = [(what, q) for what, q in waiting if not await returns_data(session, url, q)]
-            async with session.get(f"{ops_url}/metrics") as response:
-                exported = await response.text()
-            if all(is_pending(q, exported) for _, q in waiting) or time.monotonic() > deadline:
-                return waiting, exported
+            if not waiting or time.monotonic() > deadline:
+                return waiting
             await asyncio.sleep(1)
 
 
@@ -451,7 +430,7 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
                     asyncio.create_task(webhook_traffic(hook, ca)),
                 ]
                 try:
-                    missing, exported = await queries_without_data(url, server.ops, queries)
+                    missing = await queries_without_data(url, queries)
                     errors = await rule_errors(url)
                     active = await active_alerts(url)
                 finally:
@@ -462,11 +441,5 @@ async def test_every_dashboard_query_and_alert_expression_returns_data(
     assert {name for name, _ in PROVOKED} | QUIET == {r["alert"] for r in alerts(groups)}
     assert PROVOKED - active == set(), "alerts the faults should have made pending"
     assert {name for name, _ in active} & QUIET == set(), "alerts active without a cause"
-    pending = [(what, q) for what, q in missing if is_pending(q, exported)]
-    empty = [f"{what}: {query}" for what, query in missing if (what, query) not in pending]
+    empty = [f"{what}: {query}" for what, query in missing]
     assert not empty, "queries that returned no data:\n" + "\n".join(empty)
-    if pending:
-        pytest.xfail(
-            "kubedns does not export these CoreDNS families yet (branch hotmetrics): "
-            + "; ".join(what for what, _ in pending)
-        )
