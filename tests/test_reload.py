@@ -46,23 +46,26 @@ keeps the config's ``listen`` keeps the sockets (restart-only settings)."""
 
 
 def _dnsmasq(answer: str) -> Generator[HostPort, None, None]:
-    port = free_port()
-    argv = [
-        _binary("dnsmasq"),
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-        "--local-ttl=1",
-        f"--address=/{PROBE}/{answer}",
-    ]
-    yield from _run(argv, HostPort("127.0.0.1", port))
+    binary = _binary("dnsmasq")
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--local-ttl=1",
+            f"--address=/{PROBE}/{answer}",
+        ]
+
+    yield from _run(argv)
 
 
 @pytest.fixture(scope="module")
