@@ -1,5 +1,4 @@
-"""Listening sockets made the same way for every listener: DNS over UDP and TCP, the ops
-endpoint and the webhook.
+"""Listening sockets made the same way for DNS over UDP and TCP and the ops endpoint.
 
 A listener on ``::`` (``[::]:PORT``) is dual-stack: IPV6_V6ONLY is cleared explicitly, so
 IPv4 clients reach it as v4-mapped addresses (``::ffff:10.0.0.1``) whatever the host's

@@ -1,6 +1,7 @@
 """A real ``kubedns serve --listen [::]:0``: one dual-stack listener answers IPv4 and IPv6
 clients over UDP and TCP (``dig`` and ``dig +tcp`` from 127.0.0.1 and ::1), its ops endpoint
 on ``[::]`` answers an IPv4 scrape, and the request metrics count v4-mapped clients as family 1.
+In a network namespace whose ``net.ipv6.bindv6only`` is 1, ``[::]`` is dual-stack all the same.
 
 asyncio makes every AF_INET6 listener IPv6-only, so before kubedns.sockets an IPv4 client got
 "connection refused" over TCP (and from the ops port) while UDP answered it. The ports are the
@@ -13,6 +14,8 @@ import asyncio
 import re
 import shutil
 import subprocess
+import sys
+import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kubedns.config import HostPort
 from tests.test_request_metrics import has_ipv6
 from tests.test_stop_signals import WAIT, bound_address, kubedns_serve
+from tests.zone.server import CLUSTER
 
 DIG = shutil.which("dig")
 WEB = "web.shop.svc.cluster.local"
@@ -88,3 +92,47 @@ async def test_ipv4_and_ipv6_clients_over_udp_and_tcp(tmp_path: Path) -> None:
         ("tcp", "1"): 1,
         ("tcp", "2"): 1,
     }
+
+
+NAMESPACED = """
+set -e
+ip link set lo up
+sysctl -q -w net.ipv6.bindv6only=1
+{python} -m kubedns serve --snapshot {snapshot} --no-forward --listen [::]:5300 \\
+  --ops-listen [::]:8080 --log-format text 2>{log} &
+server=$!
+for i in $(seq 300); do
+  grep -q "serving /metrics" {log} && break
+  kill -0 $server 2>/dev/null || break
+  sleep 0.1
+done
+echo "udp $(dig +short +time=2 +tries=1 -p 5300 @127.0.0.1 {name} A)"
+echo "tcp $(dig +short +tcp +time=2 +tries=1 -p 5300 @127.0.0.1 {name} A)"
+echo "ops $({python} -c "{health}" 2>&1 | tail -1)"
+kill $server 2>/dev/null || true
+wait $server || true
+"""
+"""A fresh network namespace (nothing else can hold its ports, so they are fixed) whose
+sysctl makes AF_INET6 sockets IPv6-only unless a listener says otherwise."""
+HEALTH = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/health').status)"
+
+
+def test_dual_stack_whatever_the_hosts_bindv6only(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    log = tmp_path / "kubedns.log"
+    script = NAMESPACED.format(
+        python=sys.executable, snapshot=CLUSTER, log=log, name=WEB, health=HEALTH
+    )
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", textwrap.dedent(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "Operation not permitted" in done.stderr and not log.exists():
+        pytest.skip("cannot create network namespaces here (needs root)")
+    assert done.returncode == 0, done.stderr
+    answers = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert answers == {"udp": WEB_A, "tcp": WEB_A, "ops": "200"}, log.read_text()
