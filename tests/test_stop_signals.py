@@ -83,9 +83,12 @@ class Kubedns:
         return code
 
 
-BOUND = re.compile(r"(?:serving DNS on |http://)(\[[0-9a-f:.]+\]|[0-9.]+):(\d+)")
-"""The address in kubedns's "serving DNS on ..." and "serving /metrics ... on http://..." lines,
-text or JSON."""
+BOUND = re.compile(
+    r"(?:serving DNS on |http://)(\[[0-9a-f:.]+\]|[0-9.]+):(\d+)"
+    r"|serving HTTPS on ([0-9a-f:.]+) port (\d+)"
+)
+"""The address in kubedns's "serving DNS on ...", "serving /metrics ... on http://..." and the
+webhook's "serving HTTPS on HOST port PORT" lines, text or JSON."""
 
 
 def bound_address(line: str) -> HostPort:
@@ -94,7 +97,8 @@ def bound_address(line: str) -> HostPort:
     with a port picked by the test beforehand)."""
     found = BOUND.search(line)
     assert found is not None, line
-    return HostPort(found[1].strip("[]"), int(found[2]))
+    host, port = (found[1], found[2]) if found[1] else (found[3], found[4])
+    return HostPort(host.strip("[]"), int(port))
 
 
 @asynccontextmanager
