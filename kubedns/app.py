@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubedns import limits, logs, metrics
+from kubedns import limits, logs, metrics, sockets
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
 from kubedns.config import Config, ConfigError, HostPort
@@ -178,12 +178,10 @@ class Server:
         log.info("serving DNS on %s (udp and tcp), zone %s", self.address, self.config.zone)
 
     async def _bind(self, listen: HostPort) -> None:
-        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
         self._udp = await udp.listen(
             self.responder,
             listen.host,
             listen.port,
-            family=family,
             batch=self.config.udp.batch,
             max_pending=udp_pending_limit(self.config),
             tally=self.tally,
@@ -194,9 +192,15 @@ class Server:
         self._tcp_handler = TCPServer(
             self.responder, self.config.tcp, tally=self.tally, query_log=self.query_log
         )
-        self._tcp = await asyncio.get_running_loop().create_server(
-            self._tcp_handler, listen.host, port, family=family, reuse_address=True
-        )
+        # Our own socket: create_server would make a listener on "::" IPv6-only.
+        listener = sockets.stream_listener(listen.host, port)
+        try:
+            self._tcp = await asyncio.get_running_loop().create_server(
+                self._tcp_handler, sock=listener
+            )
+        except BaseException:
+            listener.close()
+            raise
         self.address = HostPort(listen.host, port)
         if self.tally is not None:
             self.tally.server = f"dns://{self.address}"  # CoreDNS's server label

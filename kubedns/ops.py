@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from kubedns import sockets
 from kubedns.config import HostPort
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,14 @@ class OpsServer:
         app.router.add_get("/ready", self._ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
-        await site.start()
+        # Our own socket: aiohttp's TCPSite on "::" would be IPv6-only, and the kubelet's
+        # probes of an IPv4 pod IP would fail.
+        sock = sockets.stream_listener(self.listen.host, self.listen.port)
+        try:
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            raise
         bound = self._runner.addresses  # the real port when listening on port 0
         if bound:
             self.address = HostPort(self.listen.host, int(bound[0][1]))

@@ -33,32 +33,39 @@ from kubedns.config import HostPort
 from kubedns.logs import escape
 from tests.forward.conftest import _binary, _run
 from tests.forward.fakes import free_port
-from tests.test_stop_signals import COMMAND, WAIT, Kubedns
+from tests.test_stop_signals import COMMAND, WAIT, Kubedns, bound_address
 from tests.zone.server import CLUSTER
 
 PROBE = "probe.example"
 FIRST, SECOND = "192.0.2.1", "192.0.2.2"
 CLUSTER_NAME = "web.shop.svc.cluster.local"
+PICKED = 0
+"""The DNS and ops ports in a test's config: the kernel picks them at the bind and
+``serving`` reads them from the log, so no other process can take them first. A reload that
+keeps the config's ``listen`` keeps the sockets (restart-only settings)."""
 
 
 def _dnsmasq(answer: str) -> Generator[HostPort, None, None]:
-    port = free_port()
-    argv = [
-        _binary("dnsmasq"),
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-        "--local-ttl=1",
-        f"--address=/{PROBE}/{answer}",
-    ]
-    yield from _run(argv, HostPort("127.0.0.1", port))
+    binary = _binary("dnsmasq")
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--local-ttl=1",
+            f"--address=/{PROBE}/{answer}",
+        ]
+
+    yield from _run(argv)
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +165,10 @@ async def serving(volume: ConfigMapVolume) -> AsyncIterator[Reloading]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    settings = json.loads(volume.path.read_text())
-    listen = settings["listen"].rpartition(":")
-    ops = settings["ops"]["listen"].rpartition(":")
-    server = Reloading(process, HostPort(listen[0], int(listen[2])))
-    server.ops = HostPort(ops[0], int(ops[2]))
+    server = Reloading(process, HostPort("", 0))
     try:
-        await server.wait_for_line("serving DNS on")
+        server.address = bound_address(await server.wait_for_line("serving DNS on"))
+        server.ops = bound_address(await server.wait_for_line("serving /metrics"))
         yield server
         # After any reloads (old forwarders retired or retiring), a clean stop.
         if process.returncode is None:
@@ -220,7 +224,7 @@ async def test_a_configmap_update_moves_forwarding_to_the_new_upstream(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, second = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         assert await address_of(server, PROBE) == FIRST
@@ -249,7 +253,7 @@ async def test_stub_domains_and_pods_mode_reload(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, second = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     pod = "10-244-1-5.shop.pod.cluster.local"
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
@@ -267,7 +271,7 @@ async def test_pods_verified_and_back_while_serving_a_snapshot(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     real, unknown = "10-244-1-5.shop.pod.cluster.local", "10-244-9-9.shop.pod.cluster.local"
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
@@ -287,7 +291,7 @@ async def test_a_snapshot_broken_since_the_start_fails_the_switch_to_verified(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort], tmp_path: Path
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     snapshot = tmp_path / "cluster.yaml"
     snapshot.write_text(CLUSTER.read_text())
     unknown = "10-244-9-9.shop.pod.cluster.local"
@@ -305,7 +309,7 @@ async def test_the_forward_cache_is_kept_unless_its_settings_or_upstreams_change
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, second = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         await address_of(server, PROBE)  # now cached
@@ -339,7 +343,7 @@ async def test_sighup_applies_an_edit_when_polling_is_off(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops, reload={"interval": 0}))
     async with serving(volume) as server:
         assert await ttl_of(server, CLUSTER_NAME) == 5
@@ -355,7 +359,7 @@ async def test_sighup_with_unchanged_content_reapplies_nothing(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         server.hangup()
@@ -395,7 +399,7 @@ async def test_an_invalid_config_keeps_the_running_one(
     reason: str,
 ) -> None:
     first, second = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         if isinstance(broken, dict):
@@ -421,7 +425,8 @@ async def test_upstreams_that_are_kubedns_itself_keep_the_running_config(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    # The config names the DNS port: check-config, which binds nothing, must see the loop too.
+    port, ops = free_port(), PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         volume.publish(base_config(server.address, port, ops))
@@ -435,7 +440,7 @@ async def test_a_missing_file_is_a_failed_reload_once(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         (volume.root / "..data").unlink()
@@ -451,7 +456,7 @@ async def test_a_hung_config_read_blocks_neither_answers_nor_the_exit(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         # A FIFO as config.yaml: reading it blocks, as on a hung network volume.
@@ -486,7 +491,7 @@ async def test_a_changed_listen_address_is_named_and_the_rest_applies(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         changed = base_config(first, port, ops, ttl={"records": 7})
@@ -503,7 +508,7 @@ async def test_tcp_limits_change_in_place(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     patient = {"idle_timeout": 300.0, "max_lifetime": 600.0}  # far beyond WAIT
     volume.publish(base_config(first, port, ops, tcp=patient))
     async with serving(volume) as server:
@@ -521,7 +526,7 @@ async def test_logging_settings_change_in_place(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         quiet = base_config(first, port, ops, logging={"format": "json", "level": "warning"})
@@ -538,7 +543,7 @@ async def test_the_query_log_turns_on_and_off_in_place(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, _ = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         quiet = await ask(server, CLUSTER_NAME)
@@ -559,7 +564,7 @@ async def test_no_query_is_lost_while_reloading_under_load(
     volume: ConfigMapVolume, upstreams: tuple[HostPort, HostPort]
 ) -> None:
     first, second = upstreams
-    port, ops = free_port(), free_port()
+    port, ops = PICKED, PICKED
     volume.publish(base_config(first, port, ops))
     async with serving(volume) as server:
         load = Load(server.address)

@@ -247,14 +247,15 @@ async def test_family_by_client_on_a_dual_stack_listener(batch: bool) -> None:
         q = dns.message.make_query("web.shop.svc.cluster.local", "A")
         for host in ("127.0.0.1", "::1", "127.0.0.1"):
             await udp(server, q, host)
-        # asyncio makes the TCP listener IPv6-only (IPV6_V6ONLY), so only UDP is dual-stack.
-        await dns.asyncquery.tcp(q, "::1", port=server.address.port, timeout=3)
+        for host in ("127.0.0.1", "::1"):  # TCP is dual-stack too (kubedns.sockets)
+            await dns.asyncquery.tcp(q, host, port=server.address.port, timeout=3)
         m = await scrape(server)
     finally:
         await server.stop()
     requests = m["coredns_dns_requests"]
     assert total(requests, proto="udp", family="1") == 2
     assert total(requests, proto="udp", family="2") == 1
+    assert total(requests, proto="tcp", family="1") == 1
     assert total(requests, proto="tcp", family="2") == 1
     assert server_label(server) == f"dns://[::]:{server.address.port}"
 

@@ -26,7 +26,7 @@ import dns.rcode
 import pytest
 
 from kubedns.config import HostPort
-from tests.forward.fakes import FakeUpstream, answer_a, closed_port, free_port
+from tests.forward.fakes import FakeUpstream, answer_a, closed_port
 from tests.zone.server import CLUSTER
 
 KUBEDNS = Path(sys.executable).parent / "kubedns"
@@ -83,25 +83,45 @@ class Kubedns:
         return code
 
 
+BOUND = re.compile(
+    r"(?:serving DNS on |http://)(\[[0-9a-f:.]+\]|[0-9.]+):(\d+)"
+    r"|serving HTTPS on ([0-9a-f:.]+) port (\d+)"
+)
+"""The address in kubedns's "serving DNS on ...", "serving /metrics ... on http://..." and the
+webhook's "serving HTTPS on HOST port PORT" lines, text or JSON."""
+
+
+def bound_address(line: str) -> HostPort:
+    """The address a listener bound, from its log line: with port 0 the kernel picked the port
+    at the bind, so no other process can take it between a pick and the server's start (as
+    with a port picked by the test beforehand)."""
+    found = BOUND.search(line)
+    assert found is not None, line
+    host, port = (found[1], found[2]) if found[1] else (found[3], found[4])
+    return HostPort(host.strip("[]"), int(port))
+
+
 @asynccontextmanager
-async def kubedns_serve(*args: str, log_format: str = "text") -> AsyncIterator[Kubedns]:
-    port = free_port()
+async def kubedns_serve(
+    *args: str, log_format: str = "text", listen: str = "127.0.0.1:0"
+) -> AsyncIterator[Kubedns]:
+    """``kubedns serve`` of the test cluster on ``listen``; ``address`` is the bound one."""
     process = await asyncio.create_subprocess_exec(
         *COMMAND,
         "serve",
         "--snapshot",
         str(CLUSTER),
         "--listen",
-        f"127.0.0.1:{port}",
+        listen,
         "--log-format",
         log_format,
         *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    server = Kubedns(process, HostPort("127.0.0.1", port))
+    server = Kubedns(process, HostPort("", 0))
     try:
-        await server.wait_for_line("serving DNS on")
+        server.address = bound_address(await server.wait_for_line("serving DNS on"))
         yield server
     finally:
         if process.returncode is None:

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from kubedns import sockets
 from kubedns.dns.query import Edns, QueryError, parse_query
 from kubedns.dns.wire import (
     HEADER_SIZE,
@@ -80,6 +81,7 @@ def describe(
 ) -> tuple[str, dict[str, object]]:
     """The line for one query and its reply, and its fields for structured formats."""
     host, port = client
+    host = sockets.unmapped(host)  # an IPv4 client of a dual-stack socket, as CoreDNS logs it
     remote = f"[{host}]" if ":" in host else host
     msg_id = int.from_bytes(query[:2], "big")
     name, qtype, qclass = _question(query)

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from kubedns import metrics
+from kubedns import metrics, sockets
 from kubedns.config import TCPConfig
 from kubedns.metrics import Tally
 from kubedns.transport.querylog import QueryLog
@@ -200,7 +200,7 @@ class TCPConnection(asyncio.Protocol):
         """Shutdown or idle: take no more queries, close once the pending are answered."""
         self.lost = False
         self.client = ""
-        """The source address: the unit of ``max_connections_per_client``."""
+        """The source address (IPv4 unmapped): the unit of ``max_connections_per_client``."""
         self.family = 0
         """The metrics family index of the client: 0 IPv4 (v4-mapped too), 1 IPv6."""
         self.peer: tuple[str, int] = ("", 0)
@@ -217,10 +217,11 @@ class TCPConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        # An IPv4 client of a dual-stack listener is the same client however it arrives.
+        self.client = sockets.unmapped(str(peer[0])) if isinstance(peer, tuple) and peer else ""
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (self.client, int(peer[1]))
-        self.family = 1 if ":" in self.client and not self.client.startswith("::ffff:") else 0
+        self.family = 1 if ":" in self.client else 0
         if not self.server.admit(self):
             self.shutting = True
             self.lost = True  # never admitted: nothing to release

@@ -37,7 +37,7 @@ import typing
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from kubedns import metrics
+from kubedns import metrics, sockets
 from kubedns.answer.respond import Responder
 from kubedns.metrics import Tally
 from kubedns.transport import mmsg
@@ -87,32 +87,28 @@ async def listen(
     host: str,
     port: int,
     *,
-    family: socket.AddressFamily,
     batch: bool,
     max_pending: int,
     tally: Tally | None = None,
     query_log: QueryLog | None = None,
 ) -> UDPListener:
-    """Bind ``host:port`` and start answering; ``batch`` asks for the batching listener, which
-    is used where the platform has ``recvmmsg``/``sendmmsg``."""
-    if batch and mmsg.is_available():
-        info = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind(info[0][4])
+    """Bind ``host:port`` (dual-stack on ``::``, see kubedns.sockets) and start answering;
+    ``batch`` asks for the batching listener, used where the platform has
+    ``recvmmsg``/``sendmmsg``."""
+    sock = sockets.datagram_socket(host, port)
+    try:
+        if batch and mmsg.is_available():
             return BatchListener(
                 responder, sock, max_pending=max_pending, tally=tally, query_log=query_log
             )
-        except BaseException:
-            sock.close()
-            raise
-    if batch:
-        log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
-    loop = asyncio.get_running_loop()
-    protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally, query_log=query_log)
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: protocol, local_addr=(host, port), family=family
-    )
+        if batch:
+            log.info("udp.batch: no recvmmsg/sendmmsg here, one system call per datagram")
+        loop = asyncio.get_running_loop()
+        protocol = UDPProtocol(responder, max_pending=max_pending, tally=tally, query_log=query_log)
+        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     return DatagramListener(transport, protocol)
 
 

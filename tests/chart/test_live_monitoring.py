@@ -49,6 +49,7 @@ from tests.chart.monitoring import (
 )
 from tests.fakeapi import FakeApiServer
 from tests.forward.fakes import FakeUpstream, closed_port, free_port, rcode_only
+from tests.test_stop_signals import bound_address
 from tests.webhook.tls import issue, new_authority
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,6 +139,20 @@ async def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{proc.args!r} did not answer 200 on {url}: {log.read_text()}")
 
 
+async def bound(log: Path, proc: subprocess.Popen[bytes], text: str) -> HostPort:
+    """The address in the first line of ``log`` with ``text``: the listener bound port 0 and
+    logged the port the kernel picked, so no other process can have taken it."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if text in line:
+                return bound_address(line)
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args!r} exited early: {log.read_text()}")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no line with {text!r} from {proc.args!r}: {log.read_text()}")
+
+
 @contextlib.contextmanager
 def dnsmasq(tmp_path: Path) -> Iterator[HostPort]:
     address = HostPort("127.0.0.1", free_port())
@@ -175,12 +190,11 @@ async def kubedns(
     tmp_path: Path, fake: FakeApiServer, *, upstream: HostPort, failing: HostPort
 ) -> AsyncIterator[Kubedns]:
     """``kubedns serve`` watching the fake API, ready."""
-    listen, ops = HostPort("127.0.0.1", free_port()), HostPort("127.0.0.1", free_port())
     config = {
-        "listen": str(listen),
+        "listen": "127.0.0.1:0",
         "kubeconfig": str(fake.write_kubeconfig(tmp_path / "kubeconfig")),
-        "ops": {"listen": str(ops)},
-        "logging": {"level": "warning"},
+        "ops": {"listen": "127.0.0.1:0"},
+        "logging": {"level": "info"},  # for the lines naming the bound ports
         "forward": {
             "upstreams": [str(upstream)],
             "stub_domains": {"fail.test": [str(failing)], "down.test": [str(closed_port())]},
@@ -191,6 +205,8 @@ async def kubedns(
     argv = [sys.executable, "-m", "kubedns", "serve", "--config", str(path)]
     log = tmp_path / "kubedns.log"
     with process(argv, log) as proc:
+        listen = await bound(log, proc, "serving DNS on")
+        ops = await bound(log, proc, "serving /metrics")
         await wait_http(f"http://{ops}/ready", proc, log)
         yield Kubedns(listen, f"http://{ops}", proc, path)
 
@@ -209,25 +225,26 @@ async def webhook(tmp_path: Path) -> AsyncIterator[tuple[str, str, bytes]]:
     issue(authority, cert, key)
     snapshot = tmp_path / "webhook-cluster.yaml"
     snapshot.write_text(DEMO.read_text())
-    port, ops_port = free_port(), free_port()
     argv = [
         sys.executable,
         "-m",
         "kubedns.webhook",
-        f"--listen=127.0.0.1:{port}",
-        f"--ops-listen=127.0.0.1:{ops_port}",
+        "--listen=127.0.0.1:0",
+        "--ops-listen=127.0.0.1:0",
         f"--tls-cert={cert}",
         f"--tls-key={key}",
         f"--snapshot={snapshot}",
         "--cluster-domain=cluster.local",
         "--cluster-dns=10.96.0.10",
         "--node-resolv-conf=",
-        "--log-level=warning",
+        "--log-level=info",  # for the lines naming the bound ports
     ]
     log = tmp_path / "webhook.log"
     with process(argv, log) as proc:
-        await wait_http(f"http://127.0.0.1:{ops_port}/ready", proc, log)
-        yield f"https://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}", authority.pem()
+        ops = await bound(log, proc, "serving /metrics")
+        https = await bound(log, proc, "serving HTTPS on")
+        await wait_http(f"http://{ops}/ready", proc, log)
+        yield f"https://{https}", f"http://{ops}", authority.pem()
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import dns.exception
@@ -29,13 +29,21 @@ def _binary(name: str) -> str:
     return found
 
 
+PORT_ATTEMPTS = 5
+"""Starts of a resolver on a fresh port when another process took the one picked for it."""
+
+
+class PortTakenError(RuntimeError):
+    """The resolver exited because its port was bound by another process after the pick."""
+
+
 def _wait_ready(address: HostPort, process: subprocess.Popen[bytes]) -> None:
     query = dns.message.make_query("ready.invalid.", "A")
     for _ in range(100):
         if process.poll() is not None:
-            raise RuntimeError(
-                f"resolver exited early: {process.stderr and process.stderr.read()!r}"
-            )
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            error = PortTakenError if "address already in use" in stderr.lower() else RuntimeError
+            raise error(f"resolver exited early: {stderr!r}")
         try:
             dns.query.udp(query, address.host, port=address.port, timeout=0.1)
             return
@@ -44,42 +52,58 @@ def _wait_ready(address: HostPort, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"resolver on {address} did not come up")
 
 
-def _run(argv: list[str], address: HostPort) -> Iterator[HostPort]:
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_ready(address, process)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
+def _run(command: Callable[[int], list[str]]) -> Generator[HostPort, None, None]:
+    """The resolver ``command(port)`` started, on 127.0.0.1 and a free port. A resolver cannot
+    report a port the kernel picked, so the test picks it, and another process may bind it
+    before the resolver does: only then (it says so as it exits) is a fresh port tried."""
+    for attempt in range(PORT_ATTEMPTS):
+        address = HostPort("127.0.0.1", free_port())
+        argv = command(address.port)
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            try:
+                _wait_ready(address, process)
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            yield address
+            return
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=5)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
 def dnsmasq() -> Iterator[HostPort]:
     """dnsmasq serving example.com (wildcard), example.org (local data only)."""
     binary = _binary("dnsmasq")
-    port = free_port()
-    argv = [
-        binary,
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-        "--local-ttl=300",
-        "--local=/example.org/",
-        "--address=/example.com/192.0.2.1",
-        "--host-record=www.example.org,192.0.2.10,2001:db8::10",
-        "--txt-record=txt.example.org,hello",
-        "--cname=alias.example.org,www.example.org",
-        "--txt-record=big.example.org," + ",".join(BIG_TXT),
-    ]
-    yield from _run(argv, HostPort("127.0.0.1", port))
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--local-ttl=300",
+            "--local=/example.org/",
+            "--address=/example.com/192.0.2.1",
+            "--host-record=www.example.org,192.0.2.10,2001:db8::10",
+            "--txt-record=txt.example.org,hello",
+            "--cname=alias.example.org,www.example.org",
+            "--txt-record=big.example.org," + ",".join(BIG_TXT),
+        ]
+
+    yield from _run(argv)
 
 
 UNBOUND_CONF = """
@@ -110,11 +134,14 @@ remote-control:
 def unbound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostPort]:
     """unbound authoritative for example.net (static zone with an SOA, minimum 60 s)."""
     binary = _binary("unbound")
-    port = free_port()
     directory = tmp_path_factory.mktemp("unbound")
     conf = directory / "unbound.conf"
-    conf.write_text(UNBOUND_CONF.format(port=port, directory=directory))
-    yield from _run([binary, "-d", "-c", str(conf)], HostPort("127.0.0.1", port))
+
+    def argv(port: int) -> list[str]:
+        conf.write_text(UNBOUND_CONF.format(port=port, directory=directory))
+        return [binary, "-d", "-c", str(conf)]
+
+    yield from _run(argv)
 
 
 @pytest.fixture

@@ -12,10 +12,13 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 
+import pytest
 from prometheus_client import REGISTRY
 
+from kubedns import sockets
 from kubedns.config import HostPort, TCPConfig
 from kubedns.transport.tcp import TCPServer
+from tests.test_request_metrics import has_ipv6
 from tests.transport.test_tcp import (
     MANY,
     WAIT,
@@ -39,12 +42,13 @@ def closed(reason: str) -> float:
 
 @contextlib.asynccontextmanager
 async def listening(
-    settings: TCPConfig, answers: FakeAnswers | None = None
+    settings: TCPConfig, answers: FakeAnswers | None = None, *, host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[TCPServer, HostPort]]:
     handler = TCPServer(answers or FakeAnswers(), settings)
-    listener = await asyncio.get_running_loop().create_server(handler, "127.0.0.1", 0)
+    sock = sockets.stream_listener(host, 0)  # as the app makes it: dual-stack on "::"
+    listener = await asyncio.get_running_loop().create_server(handler, sock=sock)
     try:
-        yield handler, HostPort("127.0.0.1", listener.sockets[0].getsockname()[1])
+        yield handler, HostPort(host, listener.sockets[0].getsockname()[1])
     finally:
         listener.close()
         handler.close_all()
@@ -125,6 +129,28 @@ async def test_one_client_cannot_take_the_slots_of_others() -> None:
         assert await answered(other, 5)
         assert len(handler.clients["127.0.0.1"]) == 2
         for client in (first, second, third, fourth, other):
+            client.close()
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
+async def test_an_ipv4_client_of_a_dual_stack_listener_is_one_client_by_its_ipv4_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its connections arrive v4-mapped (``::ffff:127.0.0.1``) and count, and are named, as
+    127.0.0.1: the address an IPv4 listener, the query log and CoreDNS know it by."""
+    answers = FakeAnswers()
+    settings = TCPConfig(max_connections=10, max_connections_per_client=1)
+    async with listening(settings, answers, host="::") as (handler, address):
+        first = await connect_from("127.0.0.1", HostPort("127.0.0.1", address.port))
+        first.send(query("never", 1))  # busy: it cannot make room
+        await until(lambda: len(answers.never) == 1)
+        assert list(handler.clients) == ["127.0.0.1"]
+        second = await connect_from("127.0.0.1", HostPort("127.0.0.1", address.port))
+        assert await second.is_closed_by_server()
+        assert "(1 from 127.0.0.1), all busy" in caplog.text
+        other = await connect_from("::1", HostPort("::1", address.port))
+        assert await answered(other, 2)
+        for client in (first, second, other):
             client.close()
 
 

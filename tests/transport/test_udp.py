@@ -231,9 +231,7 @@ async def test_forwarded_queries_in_flight_are_bounded(batch: bool) -> None:
     are answered when their result comes."""
     hold = asyncio.Event()
     stub = StubResponder(hold=hold)
-    listener = await udp.listen(
-        as_responder(stub), "127.0.0.1", 0, family=socket.AF_INET, batch=batch, max_pending=3
-    )
+    listener = await udp.listen(as_responder(stub), "127.0.0.1", 0, batch=batch, max_pending=3)
     address = listener.socket.getsockname()
     before = dropped("pending")
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -261,9 +259,7 @@ async def test_drain_sends_forwarded_replies_still_in_flight() -> None:
     replies in flight are sent."""
     hold = asyncio.Event()
     stub = StubResponder(hold=hold)
-    listener = await udp.listen(
-        as_responder(stub), "127.0.0.1", 0, family=socket.AF_INET, batch=True, max_pending=10
-    )
+    listener = await udp.listen(as_responder(stub), "127.0.0.1", 0, batch=True, max_pending=10)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.setblocking(False)
     try:
