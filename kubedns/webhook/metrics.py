@@ -22,6 +22,7 @@ Outcome = Literal[
     "unchanged",
     "rejected",
     "unsupported",
+    "too_large",
     "too_slow",
     "disconnected",
     "unsynced",
@@ -39,9 +40,9 @@ REVIEWS = Counter(
     "kubedns_webhook_reviews_total",
     "AdmissionReviews answered, by outcome and operation (CREATE, UPDATE, DELETE, CONNECT, "
     "other). Outcomes: mutated, unchanged, rejected (HTTP 400), unsupported (HTTP 415), "
-    "too_slow (body not sent in time), disconnected (the client left before sending its "
-    "body), unsynced (admitted unchanged before the first lists) or error (an internal "
-    "failure; the pod was allowed unchanged).",
+    "too_large (HTTP 413), too_slow (body not sent in time), disconnected (the client left "
+    "before sending its body), unsynced (admitted unchanged before the first lists) or "
+    "error (an internal failure; the pod was allowed unchanged).",
     ["outcome", "operation"],
 )
 REVIEW_DURATION = Histogram(

@@ -170,6 +170,10 @@ class ReviewHandler:
             log.warning("body from %s not sent within %.0f s", request.remote, self.body_timeout)
             # Not read to the end, so the connection cannot carry another request: close it.
             return _json(408, b'{"error": "request body not sent in time"}', close=True)
+        except web.HTTPRequestEntityTooLarge as exc:
+            metrics.count_review("too_large")
+            # The rest of the body is unread, so the connection cannot carry another request.
+            return _json(413, review_bytes({"error": exc.text}), close=True)
         except ConnectionError:
             # The client went away mid-body (a reset, a closed connection): nobody to answer.
             metrics.count_review("disconnected")
