@@ -102,6 +102,7 @@ QUIET = {
     "KubeDNSPanics",
     "KubeDNSWebhookDown",
     "KubeDNSWebhookErrorsHigh",
+    "KubeDNSWebhookLatencyHigh",
 }
 """Alerts nothing in the test gives a reason to be active."""
 
