@@ -198,9 +198,10 @@ class ReviewHandler:
         operation = metrics.operation_label(admission["operation"])
         outcome, mutation = self.patch_for(admission)
         _count_skips(mutation)
+        warnings = self._warnings(uid, mutation)
         try:
             patch = encode_patch(mutation.patch)
-            reply = review_bytes(to_review(uid, patch, self._warnings(uid, mutation)))
+            reply = review_bytes(to_review(uid, patch, warnings))
         except (RecursionError, ValueError):
             # The patch carries the user's own env entries, which may nest too deeply to encode.
             metrics.INTERNAL_ERRORS.inc()

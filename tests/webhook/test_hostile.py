@@ -98,9 +98,13 @@ def _metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
+REVIEWS = "kubedns_webhook_reviews_total"
+OUTCOMES = ("mutated", "unchanged", "error")
+
+
 def _reviews(outcome: str) -> float:
     """Reviews counted with ``outcome``; none of these reached a readable request."""
-    return _metric("kubedns_webhook_reviews_total", {"outcome": outcome, "operation": "other"})
+    return _metric(REVIEWS, {"outcome": outcome, "operation": "other"})
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -283,9 +287,17 @@ async def test_a_review_nested_deep_inside_the_pod_is_admitted(
     body = json.dumps(review(pod, uid="deep")).replace(
         '"value": "$(REDIS_MASTER_PORT)"', f'"value": {deep}'
     )
+    counted = {o: _metric(REVIEWS, {"outcome": o, "operation": "CREATE"}) for o in OUTCOMES}
     async with session.post(f"{url}/mutate", data=body.encode(), headers=JSON) as response:
         assert response.status == 200
-        assert (await response.json())["response"]["allowed"] is True
+        answer = (await response.json())["response"]
+    assert answer["allowed"] is True
+    # Counted by what was sent back: a patch that could not be encoded is an error, not a
+    # mutation, since the pod was admitted unchanged.
+    outcome = "mutated" if "patch" in answer else "error"
+    assert {o: _metric(REVIEWS, {"outcome": o, "operation": "CREATE"}) for o in OUTCOMES} == {
+        o: counted[o] + (o == outcome) for o in OUTCOMES
+    }
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
