@@ -11,9 +11,11 @@ choose label values); reviews whose request could not be read count as ``other``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal, get_args
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
 
 from kubedns.webhook.mutate import SkipReason
 
@@ -110,3 +112,21 @@ def operation_label(operation: object) -> str:
 
 def count_review(outcome: Outcome, operation: str = OTHER_OPERATION) -> None:
     REVIEWS.labels(outcome, operation).inc()
+
+
+EXPORTED_PREFIXES = ("kubedns_webhook_", "kubedns_kubernetes_", "process_", "python_")
+"""The families the webhook's ``/metrics`` exports: its own, its API watch's (the watch code
+is shared with the DNS server and counts into ``kubedns.metrics``) and the process's."""
+
+
+class WebhookFamilies:
+    """The webhook's part of the process-wide registry.
+
+    The shared watch code imports ``kubedns.metrics``, which declares every DNS family; the
+    webhook never sets them, so exporting them would show a constant ``kubedns_synced 0`` and
+    zero CoreDNS counters under the webhook's job."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(EXPORTED_PREFIXES):
+                yield family

@@ -292,3 +292,11 @@ async def test_the_dns_server_exports_no_webhook_family(tmp_path: Path) -> None:
     names = {name for name, _labels in samples}
     assert {"coredns_build_info", "kubedns_synced"} <= names, "the DNS server's own families"
     assert not {name for name in names if name.startswith("kubedns_webhook_")}
+
+
+async def test_the_webhook_exports_none_of_the_dns_servers_families(webhook: Webhook) -> None:
+    # The shared watch code declares every DNS family in this process too; the webhook never
+    # sets them, so a constant kubedns_synced 0 or coredns_* zeros under its job would mislead.
+    names = {name for name, _labels in await _scrape(webhook.ops)}
+    assert "kubedns_webhook_services" in names and "process_cpu_seconds_total" in names
+    assert not {n for n in names if n.startswith("coredns_") or n == "kubedns_synced"}
