@@ -1,4 +1,5 @@
-"""Every Prometheus metric kubedns exports, declared once.
+"""Every Prometheus metric kubedns exports, declared once (the webhook's own are in
+``kubedns/webhook/metrics.py``, so the DNS server never exports them).
 
 Where a metric means what a CoreDNS metric means, it carries the CoreDNS name (and, where it
 can, the CoreDNS label names) so dashboards and alerts written for CoreDNS keep working; where
@@ -21,49 +22,6 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from kubedns import __version__
-
-# --- webhook (kubedns/webhook/) ------------------------------------------------------------
-
-WEBHOOK_REVIEWS = Counter(
-    "kubedns_webhook_reviews_total",
-    "AdmissionReviews answered, by outcome: mutated, unchanged, rejected (HTTP 400), "
-    "unsupported (HTTP 415), too_slow (body not sent in time) or error (an internal failure; "
-    "the pod was allowed unchanged).",
-    ["outcome"],
-)
-WEBHOOK_ERRORS = Counter(
-    "kubedns_webhook_internal_errors_total",
-    "Internal failures while mutating a pod; each one admitted the pod unchanged.",
-)
-WEBHOOK_CERT_RELOADS = Counter(
-    "kubedns_webhook_certificate_reloads_total",
-    "Attempts to reload the serving certificate after its files changed, by result.",
-    ["result"],
-)
-WEBHOOK_ENV_OVER_BUDGET = Counter(
-    "kubedns_webhook_env_over_budget_total",
-    "Pods admitted without service variables because they would have passed "
-    "webhook.max_env_bytes (their resolver settings were still written).",
-)
-WEBHOOK_CONNECTIONS = Gauge(
-    "kubedns_webhook_connections",
-    "Open HTTPS connections, TLS handshakes in progress included.",
-)
-WEBHOOK_CONNECTIONS_REFUSED = Counter(
-    "kubedns_webhook_connections_refused_total",
-    "Connections closed because webhook.max_connections were open: the one longest in its "
-    "TLS handshake, or the new one when none was.",
-)
-WEBHOOK_REVIEWS_WAITING = Gauge(
-    "kubedns_webhook_reviews_waiting",
-    "Reviews waiting, body unread, for one of webhook.max_reviews slots.",
-)
-WEBHOOK_SERVICES = Gauge(
-    "kubedns_webhook_services",
-    "Services the webhook knows (those with a cluster IP feed environment variables).",
-)
-
-# --- end webhook ---------------------------------------------------------------------------
 
 # --- forward/ and cache: forwarded names (issue 4) ------------------------------------------
 # Cache, mirroring CoreDNS's `cache` plugin. `type` is "success" (positive answers) or

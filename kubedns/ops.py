@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.registry import Collector
 
 from kubedns import sockets
 from kubedns.config import HostPort
@@ -20,9 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class OpsServer:
-    def __init__(self, listen: HostPort, *, is_ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        listen: HostPort,
+        *,
+        is_ready: Callable[[], bool],
+        registry: Collector = REGISTRY,
+    ) -> None:
         self.listen = listen
         self.is_ready = is_ready
+        self.registry = registry
+        """What ``/metrics`` exports: the whole process-wide registry unless the program
+        exports only part of it (the webhook)."""
         self.address = listen
         self._runner: web.AppRunner | None = None
 
@@ -52,7 +62,7 @@ class OpsServer:
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     async def _health(self, _request: web.Request) -> web.Response:

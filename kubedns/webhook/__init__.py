@@ -2,5 +2,6 @@
 
 Pure parts (``envvars``, ``dnsconfig``, ``mutate``, ``review``) know nothing of I/O; ``store``
 holds the Services and ConfigMaps fed by a source; ``server`` speaks HTTPS; ``runner`` wires
-them; ``cli`` is the command line. Nothing here imports the DNS answer path.
+them; ``cli`` is the command line; ``metrics`` declares the families only the webhook process
+exports. Nothing here imports the DNS answer path.
 """

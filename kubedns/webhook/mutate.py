@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kubedns.objects import ConfigMap, Service
 from kubedns.webhook.dnsconfig import DNSSettings, cluster_dns_config, uses_cluster_dns
@@ -49,6 +49,10 @@ class MutateSettings:
     """Most bytes of service variables (as JSON) one patch may add, over all containers."""
 
 
+SkipReason = Literal["opted_out", "already_injected", "not_applicable"]
+"""Why a pod was left alone on purpose: the opt-out annotation, the marker of an earlier
+admission, or an operation (or subresource) the webhook does not change."""
+
 MAX_CHECKS = 2_000_000
 """Most variable-name look-ups for one pod (each container costs one per candidate variable
 and one per key it imports through ``envFrom``): bounds the CPU time a pod whose containers
@@ -64,6 +68,8 @@ class Mutation:
     """Bytes of service variables the patch adds (JSON of the ``{name, value}`` entries)."""
     over_budget: bool = False
     """The variables were left out: they would have passed ``max_env_bytes`` or ``MAX_CHECKS``."""
+    skipped: SkipReason | None = None
+    """Why the pod was left alone on purpose (the patch is then empty); None when it was not."""
 
 
 class _OverBudgetError(Exception):
@@ -107,7 +113,7 @@ def mutate(
     pod namespace's ConfigMaps by name.
     """
     if is_opted_out(pod, settings):
-        return Mutation()
+        return Mutation(skipped="opted_out")
     spec = _mapping(pod.get("spec"))
     links = spec.get("enableServiceLinks") is not False
     variables = from_services(
@@ -116,7 +122,7 @@ def mutate(
     budget = _Budget(settings.max_env_bytes)
     if operation == "CREATE" and not subresource:
         if _annotations(pod).get(settings.marker_annotation):
-            return Mutation()
+            return Mutation(skipped="already_injected")
         try:
             ops = _container_ops(spec, CREATE_CONTAINER_FIELDS, variables, configmaps, budget)
         except _OverBudgetError:
@@ -135,7 +141,7 @@ def mutate(
         except _OverBudgetError:
             return Mutation(over_budget=True)
         return Mutation(ops, budget.spent_bytes)
-    return Mutation()
+    return Mutation(skipped="not_applicable")
 
 
 def is_opted_out(pod: Mapping[str, Any], settings: MutateSettings) -> bool:

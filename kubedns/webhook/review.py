@@ -132,8 +132,17 @@ def _gvk(kind: dict[str, Any]) -> tuple[Any, Any, Any]:
     return (kind.get("group"), kind.get("version"), kind.get("kind"))
 
 
-def to_review(uid: str, patch: Sequence[PatchOp], warnings: Sequence[str] = ()) -> AdmissionReview:
-    """An allowing response; the patch travels base64-encoded, as the API requires.
+def encode_patch(patch: Sequence[PatchOp]) -> bytes:
+    """The JSONPatch as JSON; empty when there is nothing to change (no patch is sent then).
+
+    Raises ``ValueError`` or ``RecursionError`` for values that cannot be encoded (a pod's own
+    env entries travel in the patch and may nest too deeply)."""
+    return json.dumps(list(patch)).encode() if patch else b""
+
+
+def to_review(uid: str, patch: bytes = b"", warnings: Sequence[str] = ()) -> AdmissionReview:
+    """An allowing response; ``patch`` (from ``encode_patch``) travels base64-encoded, as the
+    API requires.
 
     ``warnings`` reach the user who created the pod (kubectl prints them)."""
     response = AdmissionResponse(uid=uid, allowed=True)
@@ -141,7 +150,7 @@ def to_review(uid: str, patch: Sequence[PatchOp], warnings: Sequence[str] = ()) 
         response["warnings"] = list(warnings)
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(list(patch)).encode()).decode("ascii")
+        response["patch"] = base64.b64encode(patch).decode("ascii")
     return AdmissionReview(apiVersion=API_VERSION, kind=KIND, response=response)
 
 

@@ -21,6 +21,7 @@ from kubedns.config import Config
 from kubedns.ops import OpsServer
 from kubedns.sources import kube
 from kubedns.sources.snapshot import SnapshotError, load_snapshot
+from kubedns.webhook import metrics
 from kubedns.webhook.dnsconfig import (
     DNSSettings,
     ResolvConf,
@@ -95,7 +96,11 @@ def prepare(config: Config) -> Prepared:
     server = WebhookServer(app, host=host, port=port, certificates=certificates, limits=limits)
     ops = None
     if config.ops.listen is not None:
-        ops = OpsServer(config.ops.listen, is_ready=lambda: catalog.is_synced)
+        ops = OpsServer(
+            config.ops.listen,
+            is_ready=lambda: catalog.is_synced,
+            registry=metrics.WebhookFamilies(),
+        )
     return Prepared(server, catalog, source, executor, ops)
 
 

@@ -33,19 +33,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from kubedns.metrics import (
-    WEBHOOK_CERT_RELOADS,
-    WEBHOOK_CONNECTIONS,
-    WEBHOOK_CONNECTIONS_REFUSED,
-    WEBHOOK_ENV_OVER_BUDGET,
-    WEBHOOK_ERRORS,
-    WEBHOOK_REVIEWS,
-    WEBHOOK_REVIEWS_WAITING,
-)
+from kubedns.webhook import metrics
+from kubedns.webhook.metrics import Outcome
 from kubedns.webhook.mutate import MutateSettings, Mutation, mutate
 from kubedns.webhook.review import (
     AdmissionRequest,
     ReviewError,
+    encode_patch,
     parse_review,
     review_bytes,
     to_review,
@@ -97,11 +91,11 @@ class CertificateReloader:
             # Remembered so a broken pair is reported once, not on every handshake; any new
             # change to either file (the missing half of a rotation) is tried again.
             self._failed_identity = identity
-            WEBHOOK_CERT_RELOADS.labels("failed").inc()
+            metrics.CERT_RELOADS.labels("failed").inc()
             log.warning("cannot load the changed TLS pair, keeping the current one: %s", exc)
             return
         self._identity = identity
-        WEBHOOK_CERT_RELOADS.labels("loaded").inc()
+        metrics.CERT_RELOADS.labels("loaded").inc()
         log.info("loaded the changed TLS certificate %s", self._cert)
 
     def _on_handshake(self, conn: ssl.SSLObject, _server_name: str | None, _ctx: Any) -> None:
@@ -139,33 +133,50 @@ class ReviewHandler:
 
     async def mutate(self, request: web.Request) -> web.StreamResponse:
         if self.slots is None:
-            return await self._review(request)
-        WEBHOOK_REVIEWS_WAITING.inc()
+            return await self._timed_review(request)
+        metrics.REVIEWS_WAITING.inc()
         try:
             await self.slots.acquire()
         finally:
-            WEBHOOK_REVIEWS_WAITING.dec()
+            metrics.REVIEWS_WAITING.dec()
         try:
-            return await self._review(request)
+            return await self._timed_review(request)
         finally:
             self.slots.release()
 
-    async def _review(self, request: web.Request) -> web.StreamResponse:
+    async def _timed_review(self, request: web.Request) -> web.StreamResponse:
+        """Answer one review and write the answer here rather than after returning (where
+        aiohttp would write it), so the duration covers writing a large patch too."""
+        start = time.monotonic()
+        response = await self._review(request)
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            # The client left while the answer was written; aiohttp lets it go quietly too.
+            log.debug("client %s went away before its answer was written", request.remote)
+        metrics.REVIEW_DURATION.observe(time.monotonic() - start)
+        return response
+
+    async def _review(self, request: web.Request) -> web.Response:
         if request.content_type != JSON_TYPE:
-            WEBHOOK_REVIEWS.labels("unsupported").inc()
-            raise web.HTTPUnsupportedMediaType(
-                text=f'{{"error": "Content-Type must be {JSON_TYPE}"}}', content_type=JSON_TYPE
-            )
+            metrics.count_review("unsupported")
+            return _json(415, f'{{"error": "Content-Type must be {JSON_TYPE}"}}'.encode())
         try:
             async with asyncio.timeout(self.body_timeout):
                 body = await request.read()
         except TimeoutError:
-            WEBHOOK_REVIEWS.labels("too_slow").inc()
+            metrics.count_review("too_slow")
             log.warning("body from %s not sent within %.0f s", request.remote, self.body_timeout)
             # Not read to the end, so the connection cannot carry another request: close it.
             return _json(408, b'{"error": "request body not sent in time"}', close=True)
+        except web.HTTPRequestEntityTooLarge as exc:
+            metrics.count_review("too_large")
+            # The rest of the body is unread, so the connection cannot carry another request.
+            return _json(413, review_bytes({"error": exc.text}), close=True)
         except ConnectionError:
             # The client went away mid-body (a reset, a closed connection): nobody to answer.
+            metrics.count_review("disconnected")
             log.debug("client %s went away before sending its body", request.remote)
             return _json(400, b'{"error": "connection lost"}', close=True)
         loop = asyncio.get_running_loop()
@@ -173,51 +184,61 @@ class ReviewHandler:
         return _json(status, answer)
 
     def answer(self, body: bytes) -> tuple[int, bytes]:
-        """The HTTP status and body for one request body; CPU only, never raises."""
+        """The HTTP status and body for one request body; CPU only, never raises.
+
+        Counts the review once, by the outcome of what is sent back, with its skips and the
+        size of its patch."""
         try:
             admission = parse_review(body)
         except ReviewError as exc:
-            WEBHOOK_REVIEWS.labels("rejected").inc()
+            metrics.count_review("rejected")
             log.warning("bad AdmissionReview: %s", exc)
             return 400, review_bytes({"error": str(exc)})
         uid = admission["uid"]
-        mutation = self.patch_for(admission)
-        warnings: list[str] = []
-        if mutation.over_budget:
-            WEBHOOK_ENV_OVER_BUDGET.inc()
-            log.warning(
-                "request %s: service variables left out, over %d bytes of env",
-                uid,
-                self.settings.max_env_bytes,
-            )
-            warnings.append(
-                f"kubedns webhook: service environment variables were not added: they would "
-                f"have passed {self.settings.max_env_bytes} bytes (too many containers or "
-                f"Services); set enableServiceLinks: false or use DNS names"
-            )
+        operation = metrics.operation_label(admission["operation"])
+        outcome, mutation = self.patch_for(admission)
+        _count_skips(mutation)
+        warnings = self._warnings(uid, mutation)
         try:
-            return 200, review_bytes(to_review(uid, mutation.patch, warnings))
+            patch = encode_patch(mutation.patch)
+            reply = review_bytes(to_review(uid, patch, warnings))
         except (RecursionError, ValueError):
             # The patch carries the user's own env entries, which may nest too deeply to encode.
-            WEBHOOK_ERRORS.inc()
+            metrics.INTERNAL_ERRORS.inc()
             log.warning("request %s admitted unchanged: the patch cannot be encoded", uid)
-            return 200, review_bytes(to_review(uid, []))
+            outcome, patch, reply = "error", b"", review_bytes(to_review(uid))
+        metrics.count_review(outcome, operation)
+        if patch:
+            metrics.PATCH_BYTES.observe(len(patch))
+        return 200, reply
 
-    def patch_for(self, admission: AdmissionRequest) -> Mutation:
-        """The patch for one request; any failure allows the pod unchanged."""
+    def _warnings(self, uid: str, mutation: Mutation) -> list[str]:
+        """What the user who created the pod is told (kubectl prints AdmissionReview warnings)."""
+        if not mutation.over_budget:
+            return []
+        log.warning(
+            "request %s: service variables left out, over %d bytes of env",
+            uid,
+            self.settings.max_env_bytes,
+        )
+        return [
+            f"kubedns webhook: service environment variables were not added: they would "
+            f"have passed {self.settings.max_env_bytes} bytes (too many containers or "
+            f"Services); set enableServiceLinks: false or use DNS names"
+        ]
+
+    def patch_for(self, admission: AdmissionRequest) -> tuple[Outcome, Mutation]:
+        """The outcome and patch for one request; any failure allows the pod unchanged."""
         if not self.catalog.is_synced:
-            WEBHOOK_REVIEWS.labels("unsynced").inc()
             log.warning("request %s admitted unchanged: services not synced", admission["uid"])
-            return Mutation()
+            return "unsynced", Mutation()
         try:
             mutation = self._mutate(admission)
         except Exception:
-            WEBHOOK_ERRORS.inc()
-            WEBHOOK_REVIEWS.labels("error").inc()
+            metrics.INTERNAL_ERRORS.inc()
             log.exception("request %s admitted unchanged after an internal error", admission["uid"])
-            return Mutation()
-        WEBHOOK_REVIEWS.labels("mutated" if mutation.patch else "unchanged").inc()
-        return mutation
+            return "error", Mutation()
+        return ("mutated" if mutation.patch else "unchanged"), mutation
 
     def _mutate(self, admission: AdmissionRequest) -> Mutation:
         pod = admission.get("object") or {}
@@ -246,6 +267,14 @@ class ReviewHandler:
         if self.catalog.is_synced:
             return web.Response(text="ok\n")
         return web.Response(text="not synced\n", status=503)
+
+
+def _count_skips(mutation: Mutation) -> None:
+    if mutation.skipped is not None:
+        metrics.INJECTIONS_SKIPPED.labels(mutation.skipped).inc()
+    if mutation.over_budget:
+        metrics.ENV_OVER_BUDGET.inc()
+        metrics.INJECTIONS_SKIPPED.labels(metrics.ENV_OVER_BUDGET_REASON).inc()
 
 
 def _json(status: int, body: bytes, *, close: bool = False) -> web.Response:
@@ -385,7 +414,7 @@ class WebhookServer:
     def _admit(self, transport: asyncio.Transport) -> None:
         self._forget_closed()
         if len(self._open) >= self._limits.max_connections:
-            WEBHOOK_CONNECTIONS_REFUSED.inc()
+            metrics.CONNECTIONS_REFUSED.inc()
             if not self._handshaking:
                 transport.abort()
                 return
@@ -398,7 +427,7 @@ class WebhookServer:
             self._open.discard(oldest)
         self._open.add(transport)
         self._handshaking[transport] = None
-        WEBHOOK_CONNECTIONS.set(len(self._open))
+        metrics.CONNECTIONS.set(len(self._open))
         task = asyncio.get_running_loop().create_task(
             self._handshake(transport), name="webhook-tls-handshake"
         )
@@ -411,7 +440,7 @@ class WebhookServer:
         closed = {t for t in self._open if t.is_closing()}
         if closed:
             self._open -= closed
-            WEBHOOK_CONNECTIONS.set(len(self._open))
+            metrics.CONNECTIONS.set(len(self._open))
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         assert self._runner is not None and self._runner.server is not None
@@ -478,7 +507,7 @@ class WebhookServer:
         for transport in self._open:
             transport.abort()
         self._open.clear()
-        WEBHOOK_CONNECTIONS.set(0)
+        metrics.CONNECTIONS.set(0)
 
 
 class _Gate(asyncio.Protocol):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kubedns.metrics import WEBHOOK_SERVICES
 from kubedns.objects import ConfigMap, Kind, Service, SlimObject
 from kubedns.sources.events import Delete, Event, Replace, Upsert
+from kubedns.webhook import metrics
 from kubedns.webhook.envvars import MASTER_NAMESPACE
 
 WATCHED_KINDS: tuple[Kind, ...] = ("Service", "ConfigMap")
@@ -42,7 +42,7 @@ class ServiceCatalog:
                 self._configmaps.get(namespace, {}).pop(name, None)
             case Replace(kind=kind, objects=objects) if kind in WATCHED_KINDS:
                 self._replace(kind, objects)
-        WEBHOOK_SERVICES.set(sum(len(by_name) for by_name in self._services.values()))
+        metrics.SERVICES.set(sum(len(by_name) for by_name in self._services.values()))
 
     def services_for(self, namespace: str) -> list[Service]:
         """The candidates for a pod's variables: its namespace's Services and ``default``'s."""

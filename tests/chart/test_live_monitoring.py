@@ -103,6 +103,7 @@ QUIET = {
     "KubeDNSPanics",
     "KubeDNSWebhookDown",
     "KubeDNSWebhookErrorsHigh",
+    "KubeDNSWebhookLatencyHigh",
 }
 """Alerts nothing in the test gives a reason to be active."""
 

@@ -212,7 +212,9 @@ async def test_the_program_serves_a_review_and_stops_on_sigterm(tmp_path: Path) 
     hangup = [line for line in stderr.splitlines() if "SIGHUP ignored" in line]
     assert hangup and json.loads(hangup[0])["level"] == "warning", "logged as serve logs: JSON"
     assert re.search(
-        r'^kubedns_webhook_reviews_total\{outcome="mutated"\} 1\.0$', metrics_text, re.M
+        r'^kubedns_webhook_reviews_total\{operation="CREATE",outcome="mutated"\} 1\.0$',
+        metrics_text,
+        re.M,
     )
     patched = apply_patch(pod, json.loads(base64.b64decode(answer["response"]["patch"])))
     # --cluster-dns= means no cluster DNS: the kubelet keeps ClusterFirst pods on the node's

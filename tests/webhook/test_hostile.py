@@ -98,6 +98,15 @@ def _metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
+REVIEWS = "kubedns_webhook_reviews_total"
+OUTCOMES = ("mutated", "unchanged", "error")
+
+
+def _reviews(outcome: str) -> float:
+    """Reviews counted with ``outcome``; none of these reached a readable request."""
+    return _metric(REVIEWS, {"outcome": outcome, "operation": "other"})
+
+
 def _host_port(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("https://").split(":")
     return host, int(port)
@@ -278,9 +287,17 @@ async def test_a_review_nested_deep_inside_the_pod_is_admitted(
     body = json.dumps(review(pod, uid="deep")).replace(
         '"value": "$(REDIS_MASTER_PORT)"', f'"value": {deep}'
     )
+    counted = {o: _metric(REVIEWS, {"outcome": o, "operation": "CREATE"}) for o in OUTCOMES}
     async with session.post(f"{url}/mutate", data=body.encode(), headers=JSON) as response:
         assert response.status == 200
-        assert (await response.json())["response"]["allowed"] is True
+        answer = (await response.json())["response"]
+    assert answer["allowed"] is True
+    # Counted by what was sent back: a patch that could not be encoded is an error, not a
+    # mutation, since the pod was admitted unchanged.
+    outcome = "mutated" if "patch" in answer else "error"
+    assert {o: _metric(REVIEWS, {"outcome": o, "operation": "CREATE"}) for o in OUTCOMES} == {
+        o: counted[o] + (o == outcome) for o in OUTCOMES
+    }
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
@@ -288,10 +305,12 @@ async def test_a_body_that_is_not_json_by_type_gets_415(
     start: Start, session: aiohttp.ClientSession, content_type: str
 ) -> None:
     url, _ = await start()
+    before = _reviews("unsupported")
     body = json.dumps(review(shop_pod())).encode()
     headers = {"Content-Type": content_type}
     async with session.post(f"{url}/mutate", data=body, headers=headers) as response:
         assert response.status == 415
+    assert _reviews("unsupported") == before + 1
 
 
 async def test_json_with_a_charset_is_json(start: Start, session: aiohttp.ClientSession) -> None:
@@ -306,8 +325,11 @@ async def test_a_body_over_the_limit_gets_413(start: Start, session: aiohttp.Cli
     url, _ = await start(max_body_bytes=64 * 1024)
     pod = shop_pod()
     pod["metadata"]["annotations"] = {"big": "x" * 100_000}
+    before = _reviews("too_large")
     async with session.post(f"{url}/mutate", json=review(pod)) as response:
         assert response.status == 413
+        assert "65536" in (await response.json())["error"]
+    assert _reviews("too_large") == before + 1
 
 
 def test_the_default_body_limit_is_the_api_servers() -> None:
@@ -335,6 +357,7 @@ async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
 
 async def test_a_body_sent_a_byte_at_a_time_is_cut_off(start: Start, tls: Pki) -> None:
     url, _ = await start(body_timeout=1.0)
+    before = _reviews("too_slow")
     reader, writer = await _tls_connect(url, tls)
     writer.write(
         b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -358,6 +381,7 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut_off(start: Start, tls: Pki) -
         trickling.cancel()
         writer.close()
     assert answer.startswith(b"HTTP/1.1 408")
+    assert _reviews("too_slow") == before + 1
 
 
 async def test_headers_sent_a_byte_at_a_time_are_cut_off(start: Start, tls: Pki) -> None:
@@ -461,6 +485,7 @@ async def test_a_client_gone_mid_body_logs_no_traceback(
     reset: bool,
 ) -> None:
     url, _ = await start()
+    before = _reviews("disconnected")
     with caplog.at_level(logging.DEBUG):
         for _ in range(3):
             _reader, writer = await _tls_connect(url, tls)
@@ -478,5 +503,10 @@ async def test_a_client_gone_mid_body_logs_no_traceback(
         # The server is still fine, and said nothing with a traceback about the resets.
         async with session.get(f"{url}/healthz") as response:
             assert response.status == 200
+        # Each one is counted once the server has noticed it left (a wait, not a timing).
+        async with asyncio.timeout(GENEROUS):
+            while _reviews("disconnected") < before + 3:
+                await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
+    assert _reviews("disconnected") == before + 3
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]

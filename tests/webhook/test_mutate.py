@@ -321,3 +321,31 @@ def test_containers_that_define_everything_cost_look_ups_not_bytes() -> None:
     # 1,000 such containers add nothing, yet cost 1,000 x 3,600 look-ups: past MAX_CHECKS.
     decision = decide(pod(containers=[container] * 1000), services=services, configmaps={"all": cm})
     assert decision.over_budget
+
+
+def _annotated(annotations: dict[str, str]) -> dict[str, Any]:
+    subject = pod()
+    subject["metadata"]["annotations"] = annotations
+    return subject
+
+
+@pytest.mark.parametrize(
+    ("subject", "operation", "subresource", "skipped"),
+    [
+        (pod(), "CREATE", "", None),
+        (_annotated({"kubedns.io/inject": "false"}), "CREATE", "", "opted_out"),
+        (_annotated({"kubedns.io/inject": "false"}), "UPDATE", "ephemeralcontainers", "opted_out"),
+        (_annotated({"kubedns.io/injected": "true"}), "CREATE", "", "already_injected"),
+        (pod(), "UPDATE", "", "not_applicable"),
+        (pod(), "DELETE", "", "not_applicable"),
+        (pod(), "CREATE", "status", "not_applicable"),
+        (pod(ephemeralContainers=[{"name": "debug"}]), "UPDATE", "ephemeralcontainers", None),
+    ],
+)
+def test_a_pod_left_alone_on_purpose_says_why(
+    subject: dict[str, Any], operation: str, subresource: str, skipped: str | None
+) -> None:
+    mutation = decide(subject, operation=operation, subresource=subresource, old=pod())
+    assert mutation.skipped == skipped
+    if skipped is not None:
+        assert mutation.patch == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubedns.webhook.review import PatchOp, ReviewError, parse_review, to_review
+from kubedns.webhook.review import PatchOp, ReviewError, encode_patch, parse_review, to_review
 
 
 def body(**request: Any) -> bytes:
@@ -62,7 +62,7 @@ def test_delete_needs_no_object() -> None:
 
 def test_response_echoes_uid_and_encodes_the_patch() -> None:
     patch = [PatchOp(op="add", path="/spec/dnsPolicy", value="None")]
-    review = to_review("u-9", patch)
+    review = to_review("u-9", encode_patch(patch))
     response = review["response"]
     assert (review["apiVersion"], review["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
     assert (response["uid"], response["allowed"], response["patchType"]) == (
@@ -74,4 +74,5 @@ def test_response_echoes_uid_and_encodes_the_patch() -> None:
 
 
 def test_empty_patch_sends_no_patch_fields() -> None:
-    assert to_review("u-0", [])["response"] == {"uid": "u-0", "allowed": True}
+    assert encode_patch([]) == b""
+    assert to_review("u-0", encode_patch([]))["response"] == {"uid": "u-0", "allowed": True}
