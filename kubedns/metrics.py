@@ -62,28 +62,31 @@ class CacheMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         where = (self.server, ".", "")  # server, zones, view
         requests = sum(self.hits.values()) + self.misses
-        yield _counter("coredns_cache_requests", "The count of cache requests.", where, requests)
+        yield _counter("coredns_cache_requests", "Lookups in the cache.", where, requests)
         yield _counter(
             "coredns_cache_misses",
-            "The count of cache misses. Deprecated, derive misses from cache hits/requests "
-            "counters.",
+            "Lookups that found no fresh entry (CoreDNS deprecates it: requests minus hits).",
             where,
             self.misses,
         )
         yield _counter(
             "coredns_cache_served_stale",
-            "The number of requests served from stale cache entries.",
+            "Expired answers served because every upstream failed (RFC 8767).",
             where,
             self.served_stale,
         )
-        yield _by_type(CounterMetricFamily("coredns_cache_hits", "The count of cache hits.",
-                                           labels=_BY_TYPE), where, self.hits)  # fmt: skip
-        yield _by_type(CounterMetricFamily("coredns_cache_evictions",
-                                           "The count of cache evictions.", labels=_BY_TYPE),
-                       where, self.evictions)  # fmt: skip
-        yield _by_type(GaugeMetricFamily("coredns_cache_entries",
-                                         "The number of elements in the cache.", labels=_BY_TYPE),
-                       where, self.entries)  # fmt: skip
+        hits = CounterMetricFamily(
+            "coredns_cache_hits", "Queries answered from the cache.", labels=_BY_TYPE
+        )
+        evictions = CounterMetricFamily(
+            "coredns_cache_evictions", "Entries pushed out of the full cache.", labels=_BY_TYPE
+        )
+        entries = GaugeMetricFamily(
+            "coredns_cache_entries", "Entries in the cache.", labels=_BY_TYPE
+        )
+        for family, counts in ((hits, self.hits), (evictions, self.evictions),
+                               (entries, self.entries)):  # fmt: skip
+            yield _by_type(family, where, counts)
 
 
 _BY_TYPE = ("server", "type", "zones", "view")
@@ -129,20 +132,20 @@ PROXY_NAME = "forward"
 """CoreDNS's ``proxy_name`` of the forward plugin's upstreams."""
 PROXY_DURATION = Histogram(
     "coredns_proxy_request_duration_seconds",
-    "Histogram of the time each request took: from sending a query to an upstream to its "
-    "valid reply, a retry over TCP included (mirrors CoreDNS).",
+    "Seconds from sending a query to an upstream to its valid reply, a retry over TCP "
+    "included (mirrors CoreDNS 1.11+).",
     ["proxy_name", "to", "rcode"],
     buckets=tuple(0.00025 * 2**i for i in range(16)),  # CoreDNS plugin.TimeBuckets
 )
 PROXY_HEALTHCHECK_FAILURES = Counter(
     "coredns_proxy_healthcheck_failures_total",
-    "Counter of the number of failed healthchecks: probes of a down upstream (mirrors CoreDNS).",
+    "Failed health probes of a down upstream (mirrors CoreDNS 1.11+).",
     ["proxy_name", "to"],
 )
 FORWARD_REQUESTS = Counter(
     "coredns_forward_requests_total",
-    "Counter of requests made per upstream: queries sent, a retry over TCP counted again "
-    "(mirrors CoreDNS before 1.11; health probes are not counted).",
+    "Queries sent to an upstream, a retry over TCP counted again, health probes not "
+    "(mirrors CoreDNS before 1.11).",
     ["to"],
 )
 
@@ -156,12 +159,13 @@ class LegacyForwardMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         durations = HistogramMetricFamily(
             "coredns_forward_request_duration_seconds",
-            "Histogram of the time each request took.",
+            "Seconds from sending a query to an upstream to its valid reply "
+            "(coredns_proxy_request_duration_seconds under its name before CoreDNS 1.11).",
             labels=["to", "rcode"],
         )
         responses = CounterMetricFamily(
             "coredns_forward_responses",
-            "Counter of responses received per upstream.",
+            "Replies from an upstream, by rcode (mirrors CoreDNS before 1.11).",
             labels=["to", "rcode"],
         )
         for (to, rcode), (buckets, total) in _forward_histograms().items():
@@ -169,7 +173,8 @@ class LegacyForwardMetrics(Collector):
             responses.add_metric([to, rcode], buckets[-1][1])  # the +Inf bucket: every reply
         failures = CounterMetricFamily(
             "coredns_forward_healthcheck_failures",
-            "Counter of the number of failed healthchecks.",
+            "Failed health probes of a down upstream (coredns_proxy_healthcheck_failures_total "
+            "under its name before CoreDNS 1.11).",
             labels=["to"],
         )
         for sample in _forward_samples(PROXY_HEALTHCHECK_FAILURES, "_total"):
