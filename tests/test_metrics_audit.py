@@ -224,10 +224,7 @@ def test_every_family_the_dns_server_exports_has_a_sample(served: Served) -> Non
     empty = sorted(
         name
         for name, samples in families.items()
-        if not samples
-        and name not in EMPTY_WITHOUT_A_WATCH
-        # Moving to `kubedns webhook` (kubedns/webhook/), which sets them; not the DNS server's.
-        and not name.startswith("kubedns_webhook_")
+        if not samples and name not in EMPTY_WITHOUT_A_WATCH
     )
     assert empty == [], empty
     assert set(families) >= EMPTY_WITHOUT_A_WATCH  # the exclusions are still real names
