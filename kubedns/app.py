@@ -202,8 +202,10 @@ class Server:
             listener.close()
             raise
         self.address = HostPort(listen.host, port)
+        server = f"dns://{self.address}"  # CoreDNS's server label
+        metrics.CACHE_STATS.server = server
         if self.tally is not None:
-            self.tally.server = f"dns://{self.address}"  # CoreDNS's server label
+            self.tally.server = server
             metrics.REQUESTS.add(self.tally)
 
     def _close_listeners(self) -> None:

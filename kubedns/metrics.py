@@ -18,87 +18,195 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from kubedns import __version__
 
 # --- forward/ and cache: forwarded names (issue 4) ------------------------------------------
-# Cache, mirroring CoreDNS's `cache` plugin. `type` is "success" (positive answers) or
-# "denial" (NXDOMAIN, NODATA and briefly cached SERVFAIL), as CoreDNS labels them.
+# Cache, as CoreDNS's `cache` plugin exports it (plugin/cache/metrics.go), with its label sets:
+# `server` is the listener's `dns://HOST:PORT` (the coredns_dns_* families' `server`), `zones`
+# is "." (one cache serves every forwarded name, as the cache of kubeadm's single `.` server
+# block does) and `view` is "". `type` is "success" (positive answers) or "denial" (NXDOMAIN,
+# NODATA and briefly cached SERVFAIL). No coredns_cache_drops_total: CoreDNS counts replies
+# whose question does not match the query; kubedns never gets that far with one (the
+# exchange discards it, kubedns_forward_ignored_replies_total), so it would never move.
+
+CACHE_TYPES = ("success", "denial")
 
 
-class HotCounter(Collector):
-    """A counter with one label, counted with plain integers because the hot path bumps it
-    (a labelled prometheus_client counter costs a lock and a dict lookup per query); it
-    becomes a metric family only when scraped."""
+class CacheMetrics(Collector):
+    """CoreDNS's cache families, counted with plain integers (a hit is on the fast path, where
+    a labelled prometheus_client call would cost about as much as the hit itself) and
+    labelled only when scraped. Both types are there from the start, as zeros: a dashboard
+    splitting by ``type`` shows 0, not "no data", before the first denial.
 
-    def __init__(self, name: str, documentation: str, label: str, values: tuple[str, ...]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.label = label
-        self.counts: dict[str, int] = dict.fromkeys(values, 0)
+    ``coredns_cache_requests_total`` is not counted at all: CoreDNS counts a request exactly
+    where it then counts a hit or a miss (``getIgnoreTTL``), so it is their sum."""
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
-        for value, count in self.counts.items():
-            family.add_metric([value], count)
-        yield family
+    def __init__(self) -> None:
+        self.server = ""
+        """``dns://HOST:PORT`` of the listener; set once it is bound."""
+        self.hits: dict[str, int] = dict.fromkeys(CACHE_TYPES, 0)
+        self.misses = 0
+        self.served_stale = 0
+        self.evictions: dict[str, int] = dict.fromkeys(CACHE_TYPES, 0)
+        self.entries: dict[str, int] = dict.fromkeys(CACHE_TYPES, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        where = (self.server, ".", "")  # server, zones, view
+        requests = sum(self.hits.values()) + self.misses
+        yield _counter("coredns_cache_requests", "Lookups in the cache.", where, requests)
+        yield _counter(
+            "coredns_cache_misses",
+            "Lookups that found no fresh entry (CoreDNS deprecates it: requests minus hits).",
+            where,
+            self.misses,
+        )
+        yield _counter(
+            "coredns_cache_served_stale",
+            "Expired answers served because every upstream failed (RFC 8767).",
+            where,
+            self.served_stale,
+        )
+        hits = CounterMetricFamily(
+            "coredns_cache_hits", "Queries answered from the cache.", labels=_BY_TYPE
+        )
+        evictions = CounterMetricFamily(
+            "coredns_cache_evictions", "Entries pushed out of the full cache.", labels=_BY_TYPE
+        )
+        entries = GaugeMetricFamily(
+            "coredns_cache_entries", "Entries in the cache.", labels=_BY_TYPE
+        )
+        for family, counts in ((hits, self.hits), (evictions, self.evictions),
+                               (entries, self.entries)):  # fmt: skip
+            yield _by_type(family, where, counts)
 
 
-CACHE_HITS = HotCounter(
-    "coredns_cache_hits",
-    "Forwarded queries answered from the cache (mirrors CoreDNS coredns_cache_hits_total).",
-    "type",
-    ("success", "denial"),
-)
-REGISTRY.register(CACHE_HITS)
-CACHE_MISSES = Counter(
-    "coredns_cache_misses_total",
-    "Forwarded queries not in the cache (mirrors CoreDNS coredns_cache_misses_total).",
-)
-CACHE_ENTRIES = Gauge(
-    "coredns_cache_entries",
-    "Entries in the cache of forwarded answers (mirrors CoreDNS coredns_cache_entries).",
-    ["type"],
-)
+_BY_TYPE = ("server", "type", "zones", "view")
+"""CoreDNS's label order for the cache families split by type."""
+Where = tuple[str, str, str]
+"""(server, zones, view)"""
+
+
+def _counter(name: str, documentation: str, where: Where, value: int) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=("server", "zones", "view"))
+    family.add_metric(where, value)
+    return family
+
+
+def _by_type(
+    family: CounterMetricFamily | GaugeMetricFamily, where: Where, counts: dict[str, int]
+) -> Metric:
+    server, zones, view = where
+    for cache_type, count in counts.items():
+        family.add_metric((server, cache_type, zones, view), count)
+    return family
+
+
+CACHE_STATS = CacheMetrics()
+REGISTRY.register(CACHE_STATS)
 CACHE_BYTES = Gauge(
     "kubedns_cache_bytes",
     "Bytes held by the cache of forwarded answers (records plus an estimate of the overhead "
     "per entry), bounded by cache.max_bytes per type.",
     ["type"],
 )
-CACHE_EVICTIONS = Counter(
-    "coredns_cache_evictions_total",
-    "Entries pushed out because the cache was full "
-    "(mirrors CoreDNS coredns_cache_evictions_total).",
-    ["type"],
-)
-CACHE_SERVED_STALE = Counter(
-    "coredns_cache_served_stale_total",
-    "Expired answers served because every upstream failed, RFC 8767 "
-    "(mirrors CoreDNS coredns_cache_served_stale_total).",
-)
 
-# Upstreams, mirroring CoreDNS's `forward` plugin; `to` is the upstream's HOST:PORT.
+# Upstreams; `to` is the upstream's HOST:PORT. CoreDNS 1.11 on exports the exchanges with an
+# upstream from its shared proxy package (plugin/pkg/proxy/metrics.go), `proxy_name` "forward":
+# coredns_proxy_request_duration_seconds{proxy_name, to, rcode} and
+# coredns_proxy_healthcheck_failures_total{proxy_name, to}. Older releases, and the
+# coredns-mixin's dashboard and alerts, read forward's own names instead: requests{to},
+# responses{to, rcode}, request_duration_seconds{to, rcode}, healthcheck_failures{to}. Both are
+# exported; the old names but requests are made from the new ones when scraped
+# (``LegacyForwardMetrics``), so they cost nothing per exchange and cannot disagree.
+
+PROXY_NAME = "forward"
+"""CoreDNS's ``proxy_name`` of the forward plugin's upstreams."""
+PROXY_DURATION = Histogram(
+    "coredns_proxy_request_duration_seconds",
+    "Seconds from sending a query to an upstream to its valid reply, a retry over TCP "
+    "included (mirrors CoreDNS 1.11+).",
+    ["proxy_name", "to", "rcode"],
+    buckets=tuple(0.00025 * 2**i for i in range(16)),  # CoreDNS plugin.TimeBuckets
+)
+PROXY_HEALTHCHECK_FAILURES = Counter(
+    "coredns_proxy_healthcheck_failures_total",
+    "Failed health probes of a down upstream (mirrors CoreDNS 1.11+).",
+    ["proxy_name", "to"],
+)
 FORWARD_REQUESTS = Counter(
     "coredns_forward_requests_total",
-    "Queries sent to an upstream, retries over TCP included "
-    "(mirrors CoreDNS coredns_forward_requests_total).",
-    ["to", "proto"],
+    "Queries sent to an upstream, a retry over TCP counted again, health probes not "
+    "(mirrors CoreDNS before 1.11).",
+    ["to"],
 )
-FORWARD_RESPONSES = Counter(
-    "coredns_forward_responses_total",
-    "Replies from an upstream by rcode (mirrors CoreDNS coredns_forward_responses_total).",
-    ["to", "rcode"],
-)
-FORWARD_DURATION = Histogram(
-    "coredns_forward_request_duration_seconds",
-    "Time from sending a query to an upstream to its valid reply "
-    "(mirrors CoreDNS coredns_forward_request_duration_seconds).",
-    ["to", "rcode"],
-    buckets=tuple(0.00025 * 2**i for i in range(16)),  # 0.25 ms to 8 s
-)
+
+
+class LegacyForwardMetrics(Collector):
+    """forward's families from before CoreDNS 1.11, made from the proxy families when scraped:
+    ``coredns_forward_request_duration_seconds{to, rcode}`` (the proxy histogram without
+    ``proxy_name``), ``coredns_forward_responses_total{to, rcode}`` (its count: CoreDNS counted
+    both for every reply) and ``coredns_forward_healthcheck_failures_total{to}``."""
+
+    def collect(self) -> Iterator[Metric]:
+        durations = HistogramMetricFamily(
+            "coredns_forward_request_duration_seconds",
+            "Seconds from sending a query to an upstream to its valid reply "
+            "(coredns_proxy_request_duration_seconds under its name before CoreDNS 1.11).",
+            labels=["to", "rcode"],
+        )
+        responses = CounterMetricFamily(
+            "coredns_forward_responses",
+            "Replies from an upstream, by rcode (mirrors CoreDNS before 1.11).",
+            labels=["to", "rcode"],
+        )
+        for (to, rcode), (buckets, total) in _forward_histograms().items():
+            durations.add_metric([to, rcode], buckets, total)
+            responses.add_metric([to, rcode], buckets[-1][1])  # the +Inf bucket: every reply
+        failures = CounterMetricFamily(
+            "coredns_forward_healthcheck_failures",
+            "Failed health probes of a down upstream (coredns_proxy_healthcheck_failures_total "
+            "under its name before CoreDNS 1.11).",
+            labels=["to"],
+        )
+        for sample in _forward_samples(PROXY_HEALTHCHECK_FAILURES, "_total"):
+            failures.add_metric([sample.labels["to"]], sample.value)
+        yield from (durations, responses, failures)
+
+
+_Buckets = list[tuple[str, float]]
+
+
+def _forward_histograms() -> dict[tuple[str, str], tuple[_Buckets, float]]:
+    """The proxy duration histogram of ``PROXY_NAME`` by (to, rcode): buckets and sum."""
+    found: dict[tuple[str, str], tuple[_Buckets, float]] = {}
+    for sample in _forward_samples(PROXY_DURATION, "_bucket", "_sum"):
+        key = (sample.labels["to"], sample.labels["rcode"])
+        buckets, total = found.get(key, ([], 0.0))
+        if sample.name.endswith("_sum"):
+            total = sample.value
+        else:  # prometheus_client lists the buckets in order, +Inf last
+            buckets.append((sample.labels["le"], sample.value))
+        found[key] = (buckets, total)
+    return found
+
+
+def _forward_samples(metric: Counter | Histogram, *suffixes: str) -> Iterator[Sample]:
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith(suffixes) and sample.labels["proxy_name"] == PROXY_NAME:
+                yield sample
+
+
+REGISTRY.register(LegacyForwardMetrics())
 FORWARD_LOCAL_ERRORS = Counter(
     "kubedns_forward_local_errors_total",
     "Exchanges that could not start because a local socket could not be opened (errno name: "
@@ -116,12 +224,6 @@ FORWARD_GARBAGE = Counter(
     "kubedns_forward_ignored_replies_total",
     "Datagrams from an upstream that were not a valid reply to our query (wrong ID or "
     "question, unparseable) and were ignored.",
-    ["to"],
-)
-FORWARD_HEALTHCHECK_FAILURES = Counter(
-    "coredns_forward_healthcheck_failures_total",
-    "Health probes of a down upstream that failed "
-    "(mirrors CoreDNS coredns_forward_healthcheck_failures_total).",
     ["to"],
 )
 FORWARD_HEALTHCHECK_BROKEN = Counter(
@@ -495,6 +597,8 @@ UDP_DROPPED = Counter(
     "query beyond the bound on those waiting for an answer (pending).",
     ["reason"],
 )
+for _reason in ("oversized", "send_queue", "pending"):  # 0 from the start, not "no data"
+    UDP_DROPPED.labels(_reason)
 ZONE_SERIAL = Gauge("kubedns_zone_serial", "SOA serial of the cluster zone.")
 ZONE_OWNER_NAMES = Gauge(
     "kubedns_zone_owner_names", "Names that own records in the cluster and reverse zones."
@@ -529,6 +633,8 @@ TCP_CLOSED = Counter(
     "at max_connections_per_client).",
     ["reason"],
 )
+for _reason in ("idle", "lifetime", "write_timeout", "evicted", "client_limit"):
+    TCP_CLOSED.labels(_reason)
 
 # --- end DNS server ----------------------------------------------------------------------
 

@@ -193,7 +193,7 @@ class _ForwardedReply:
     def render(self, msg_id: bytes, question: bytes, now: float, *, counted: bool = False) -> bytes:
         """The reply for a hit; counted as a cache hit unless the lookup already did."""
         if not counted:
-            metrics.CACHE_HITS.counts[self._answer.kind] += 1
+            metrics.CACHE_STATS.hits[self._answer.kind] += 1
         return self._fit(now).render(msg_id, question)
 
 

@@ -24,6 +24,7 @@ from kubedns.dns.wire import NOERROR, NXDOMAIN, SERVFAIL
 
 Kind = Literal["success", "denial"]
 Clock = Callable[[], float]
+KINDS: tuple[Kind, ...] = ("success", "denial")
 
 
 class CacheKey(NamedTuple):
@@ -155,7 +156,7 @@ class _Store(TLRUCache[CacheKey, Entry]):
     def popitem(self) -> tuple[CacheKey, Entry]:
         # cachetools calls popitem only to make room: that is an eviction, not an expiry.
         item = super().popitem()
-        metrics.CACHE_EVICTIONS.labels(self.kind).inc()
+        metrics.CACHE_STATS.evictions[self.kind] += 1
         return item
 
 
@@ -175,7 +176,7 @@ class ReplyCache:
                     ttu=self._keep_until,
                     clock=clock,
                 )
-                for kind in ("success", "denial")
+                for kind in KINDS
             }
         self._report()  # a new cache (at start or a reload) starts empty
 
@@ -193,7 +194,7 @@ class ReplyCache:
             except KeyError:
                 continue
             if entry.is_fresh(now):
-                metrics.CACHE_HITS.counts[entry.kind] += 1
+                metrics.CACHE_STATS.hits[entry.kind] += 1
                 return entry
         return None
 
@@ -204,7 +205,7 @@ class ReplyCache:
         for store in self._stores.values():
             entry = store.get(key)
             if entry is not None:
-                metrics.CACHE_SERVED_STALE.inc()
+                metrics.CACHE_STATS.served_stale += 1
                 return entry
         return None
 
@@ -226,9 +227,11 @@ class ReplyCache:
         return stored
 
     def _report(self) -> None:
-        for kind, store in self._stores.items():
-            metrics.CACHE_ENTRIES.labels(kind).set(len(store))
-            metrics.CACHE_BYTES.labels(kind).set(int(store.currsize))
+        # Every type, stores or not: a cache of size 0 replacing a full one must show 0.
+        for kind in KINDS:
+            store = self._stores.get(kind)
+            metrics.CACHE_STATS.entries[kind] = 0 if store is None else len(store)
+            metrics.CACHE_BYTES.labels(kind).set(0 if store is None else int(store.currsize))
 
     def __len__(self) -> int:
         return sum(len(store) for store in self._stores.values())

@@ -205,7 +205,7 @@ class Forwarder:
     async def forward(self, query: Query) -> Template:
         """The upstreams' answer to ``query`` (after ``lookup`` found none), as relayed: the
         upstream's records and rcode, our own EDNS, AA cleared."""
-        metrics.CACHE_MISSES.inc()  # counted here, not in lookup: every miss comes here once
+        metrics.CACHE_STATS.misses += 1  # counted here, not in lookup: every miss comes here once
         if self._in_flight >= self._config.max_concurrent:
             metrics.FORWARD_MAX_CONCURRENT_REJECTS.inc()
             ERRORS.note(

@@ -31,6 +31,10 @@ PROBE_QUESTION = b"\x00" + TYPE_CLASS.pack(TYPE_NS, CLASS_IN)
 
 LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 """Errors of our own host, not of the upstream: no descriptor or buffer for a new socket."""
+for _errno in LOCAL_ERRNOS:  # every reason counted from the start: 0, not "no data"
+    metrics.FORWARD_LOCAL_ERRORS.labels(errno.errorcode[_errno])
+FAILURE_REASONS = ("timeout", "refused", "error")
+"""Why an exchange got no valid reply (``kubedns_forward_failures_total``)."""
 
 
 class ForwardError(Exception):
@@ -110,6 +114,12 @@ class Upstream:
         self._max_fails = max_fails
         self.fails = 0
         metrics.FORWARD_UPSTREAM_UP.labels(self.label).set(1)
+        # Zero from the start: "no failures" on a dashboard, not "no data".
+        metrics.FORWARD_REQUESTS.labels(self.label)
+        metrics.PROXY_HEALTHCHECK_FAILURES.labels(metrics.PROXY_NAME, self.label)
+        metrics.FORWARD_GARBAGE.labels(self.label)
+        for reason in FAILURE_REASONS:
+            metrics.FORWARD_FAILURES.labels(self.label, reason)
 
     @property
     def is_down(self) -> bool:
@@ -123,8 +133,10 @@ class Upstream:
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
+                metrics.FORWARD_REQUESTS.labels(self.label).inc()
                 scanned = await self._udp(query, accept)
                 if scanned.is_truncated:
+                    metrics.FORWARD_REQUESTS.labels(self.label).inc()
                     scanned = await self._tcp(query, accept)
         except TimeoutError:
             raise self._failed("timeout", f"no valid reply within {timeout:.3f}s") from None
@@ -136,8 +148,8 @@ class Upstream:
                 str(exc) or type(exc).__name__,
             ) from exc
         rcode = rcode_name(scanned.rcode)
-        metrics.FORWARD_RESPONSES.labels(self.label, rcode).inc()
-        metrics.FORWARD_DURATION.labels(self.label, rcode).observe(time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        metrics.PROXY_DURATION.labels(metrics.PROXY_NAME, self.label, rcode).observe(elapsed)
         self.mark_alive()
         return scanned
 
@@ -168,7 +180,6 @@ class Upstream:
         metrics.FORWARD_GARBAGE.labels(self.label).inc()
 
     async def _udp(self, query: bytes, accept: Accept) -> Scanned:
-        metrics.FORWARD_REQUESTS.labels(self.label, "udp").inc()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Scanned] = loop.create_future()
         transport, _ = await loop.create_datagram_endpoint(
@@ -182,7 +193,6 @@ class Upstream:
             transport.close()
 
     async def _tcp(self, query: bytes, accept: Accept) -> Scanned:
-        metrics.FORWARD_REQUESTS.labels(self.label, "tcp").inc()
         reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
         try:
             writer.write(len(query).to_bytes(2, "big") + query)
@@ -207,7 +217,7 @@ class Upstream:
             async with asyncio.timeout(timeout):
                 await self._udp(query, accept)
         except (TimeoutError, OSError):
-            metrics.FORWARD_HEALTHCHECK_FAILURES.labels(self.label).inc()
+            metrics.PROXY_HEALTHCHECK_FAILURES.labels(metrics.PROXY_NAME, self.label).inc()
             return False
         self.mark_alive()
         return True

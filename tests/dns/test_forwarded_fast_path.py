@@ -7,7 +7,6 @@ import dns.edns
 import dns.flags
 import dns.message
 import dnslib
-from prometheus_client import REGISTRY
 
 from kubedns.answer.cluster import ClusterZone
 from kubedns.answer.respond import Responder
@@ -15,11 +14,11 @@ from kubedns.config import CacheConfig, load
 from kubedns.forward import Forwarder
 from kubedns.index import REQUIRED_KINDS, RecordIndex
 from kubedns.sources.events import Replace
-from tests.forward.fakes import FakeClock, FakeUpstream, forward_config, reply_to
+from tests.forward.fakes import FakeClock, FakeUpstream, forward_config, metric_sum, reply_to
 
 
 def hits() -> float:
-    return REGISTRY.get_sample_value("coredns_cache_hits_total", {"type": "success"}) or 0.0
+    return metric_sum("coredns_cache_hits_total", type="success")
 
 
 async def answer(r: Responder, query: dns.message.Message, *, tcp: bool = False) -> bytes:

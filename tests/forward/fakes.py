@@ -15,6 +15,7 @@ from typing import Any
 
 import dns.message
 import dnslib
+from prometheus_client import REGISTRY
 
 from kubedns.config import ForwardConfig, HostPort
 from kubedns.forward import Forwarder
@@ -184,3 +185,14 @@ async def ask(
 def answer_lines(reply: dns.message.Message) -> list[str]:
     """Every answer record in presentation form, sorted (``name ttl IN A 192.0.2.1``)."""
     return sorted(line for rrset in reply.answer for line in rrset.to_text().splitlines())
+
+
+def metric_sum(name: str, **labels: str) -> float:
+    """The sum of the registry's ``name`` samples that carry ``labels`` (the rest, such as the
+    ``server`` of whichever listener was bound last in this process, may be anything)."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -11,7 +11,6 @@ import dns.message
 import dns.rcode
 import dnslib
 import pytest
-from prometheus_client import REGISTRY
 
 from kubedns import config as kubedns_config
 from kubedns.config import CacheConfig, ConfigError
@@ -24,6 +23,7 @@ from tests.forward.fakes import (
     ask,
     closed_port,
     forward_config,
+    metric_sum,
     reply_to,
 )
 
@@ -32,7 +32,7 @@ TXT_STRINGS = 10
 
 
 def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return metric_sum(name, **labels)
 
 
 async def wait_for(predicate: object) -> None:

@@ -11,7 +11,6 @@ import dns.message
 import dns.rcode
 import dnslib
 import pytest
-from prometheus_client import REGISTRY
 
 from kubedns.config import CacheConfig, HostPort
 from kubedns.forward import Forwarder
@@ -24,6 +23,7 @@ from tests.forward.fakes import (
     black_hole,
     closed_port,
     forward_config,
+    metric_sum,
     rcode_only,
     reply_to,
 )
@@ -40,7 +40,7 @@ async def wait_for(predicate: object, *, limit: float = 5.0) -> None:
 
 
 def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return metric_sum(name, **labels)
 
 
 async def test_no_listener_fails_over_to_the_next_upstream() -> None:
