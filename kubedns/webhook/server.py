@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from kubedns import sockets
 from kubedns.webhook import metrics
 from kubedns.webhook.metrics import Outcome
 from kubedns.webhook.mutate import MutateSettings, Mutation, mutate
@@ -480,17 +481,12 @@ class WebhookServer:
                 connection.force_close()
 
     def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        """The HTTPS listener, dual-stack on ``::`` whatever ``net.ipv6.bindv6only`` says, as
+        the DNS and ops listeners are (the API server may call the webhook over IPv4)."""
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
-            sock.listen(128)
+            return sockets.stream_listener(self._host, self._port, backlog=128)
         except OSError as exc:
-            sock.close()
             raise ListenError(f"cannot listen on {self._host} port {self._port}: {exc}") from exc
-        sock.setblocking(False)
-        return sock
 
     async def close(self) -> None:
         if self._listener is not None:
