@@ -7,8 +7,6 @@ import dataclasses
 import ipaddress
 import json
 import re
-import subprocess
-import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,10 @@ from hypothesis import strategies as st
 
 from kubedns import config, config_schema
 from tests.config_cases import BAD, CROSS_FIELD, GOOD, Bad
+from tests.test_check_config import kubedns
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES_SCHEMA = ROOT / "charts" / "kubedns" / "values.schema.json"
-
-
-def kubedns(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubedns", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_the_chart_schema_is_the_generated_one() -> None:

@@ -31,7 +31,7 @@ import pytest
 
 from kubedns.config import HostPort
 from kubedns.logs import escape
-from tests.forward.conftest import _binary, _run
+from tests.forward.conftest import _run, dnsmasq_argv
 from tests.forward.fakes import free_port
 from tests.test_stop_signals import COMMAND, WAIT, Kubedns, bound_address
 from tests.zone.server import CLUSTER
@@ -46,24 +46,8 @@ keeps the config's ``listen`` keeps the sockets (restart-only settings)."""
 
 
 def _dnsmasq(answer: str) -> Generator[HostPort, None, None]:
-    binary = _binary("dnsmasq")
-
     def argv(port: int) -> list[str]:
-        return [
-            binary,
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            f"--port={port}",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--local-ttl=1",
-            f"--address=/{PROBE}/{answer}",
-        ]
+        return dnsmasq_argv(port, "--local-ttl=1", f"--address=/{PROBE}/{answer}")
 
     yield from _run(argv)
 

@@ -48,6 +48,7 @@ from tests.chart.monitoring import (
     write_rule_file,
 )
 from tests.fakeapi import FakeApiServer
+from tests.forward.conftest import dnsmasq_argv
 from tests.forward.fakes import FakeUpstream, closed_port, free_port, rcode_only
 from tests.test_stop_signals import bound_address
 from tests.webhook.tls import issue, new_authority
@@ -157,22 +158,12 @@ async def bound(log: Path, proc: subprocess.Popen[bytes], text: str) -> HostPort
 @contextlib.contextmanager
 def dnsmasq(tmp_path: Path) -> Iterator[HostPort]:
     address = HostPort("127.0.0.1", free_port())
-    argv = [
-        binary("dnsmasq", hint="apt-get install dnsmasq"),
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        f"--port={address.port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
+    argv = dnsmasq_argv(
+        address.port,
         "--local=/example.org/",
         "--host-record=www.example.org,192.0.2.10",
         "--txt-record=txt.example.org,hello",
-    ]
+    )
     with process(argv, tmp_path / "dnsmasq.log"):
         yield address
 

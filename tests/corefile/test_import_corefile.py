@@ -7,8 +7,6 @@ The Corefiles under ``files/`` say where they come from in their first lines.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from kubedns import cli
 from kubedns.config import Config, HostPort, load
+from tests.test_check_config import kubedns
 
 FILES = Path(__file__).resolve().parent / "files"
 
@@ -131,22 +130,12 @@ def test_what_behaves_differently_is_said_in_comments(
 
 def test_the_output_passes_check_config(tmp_path: Path) -> None:
     """The real entry point, as an operator runs it: convert, then ``check-config``."""
-    done = _kubedns("import-corefile", str(FILES / "stub-domains.Corefile"))
+    done = kubedns("import-corefile", str(FILES / "stub-domains.Corefile"))
     assert done.returncode == 0, done.stderr
     converted = tmp_path / "kubedns.yaml"
     converted.write_text(done.stdout)
-    checked = _kubedns("check-config", str(converted))
+    checked = kubedns("check-config", str(converted))
     assert checked.returncode == 0, checked.stderr
-
-
-def _kubedns(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubedns", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_unsupported_directives_are_named_with_their_lines_and_exit_2(

@@ -76,24 +76,33 @@ def _run(command: Callable[[int], list[str]]) -> Generator[HostPort, None, None]
     raise AssertionError("unreachable")
 
 
+def dnsmasq_argv(port: int, *data: str) -> list[str]:
+    """A foreground dnsmasq on 127.0.0.1:``port`` that reads no system file (no resolv.conf,
+    no hosts, no config) and answers only from ``data`` (its ``--address=``, ``--local=``, ...
+    options)."""
+    return [
+        _binary("dnsmasq"),
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        f"--port={port}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        *data,
+    ]
+
+
 @pytest.fixture(scope="session")
 def dnsmasq() -> Iterator[HostPort]:
     """dnsmasq serving example.com (wildcard), example.org (local data only)."""
-    binary = _binary("dnsmasq")
 
     def argv(port: int) -> list[str]:
-        return [
-            binary,
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            f"--port={port}",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
+        return dnsmasq_argv(
+            port,
             "--local-ttl=300",
             "--local=/example.org/",
             "--address=/example.com/192.0.2.1",
@@ -101,7 +110,7 @@ def dnsmasq() -> Iterator[HostPort]:
             "--txt-record=txt.example.org,hello",
             "--cname=alias.example.org,www.example.org",
             "--txt-record=big.example.org," + ",".join(BIG_TXT),
-        ]
+        )
 
     yield from _run(argv)
 

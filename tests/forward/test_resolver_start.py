@@ -12,22 +12,6 @@ from tests.forward import conftest
 from tests.forward.fakes import free_port
 
 
-def dnsmasq(port: int) -> list[str]:
-    return [
-        conftest._binary("dnsmasq"),
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-    ]
-
-
 @pytest.fixture
 def taken() -> Iterator[int]:
     """A port bound by someone else (UDP, where the resolvers answer)."""
@@ -41,7 +25,7 @@ def test_a_port_taken_after_the_pick_is_retried_on_a_fresh_one(
 ) -> None:
     picks = [taken]
     monkeypatch.setattr(conftest, "free_port", lambda: picks.pop() if picks else free_port())
-    started = conftest._run(dnsmasq)
+    started = conftest._run(conftest.dnsmasq_argv)
     try:
         address = next(started)
         assert address.port != taken
@@ -58,6 +42,6 @@ def test_any_other_failure_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(conftest, "free_port", pick)
     with pytest.raises(RuntimeError, match="bad command line") as failure:
-        next(conftest._run(lambda port: [*dnsmasq(port), "--no-such-option"]))
+        next(conftest._run(lambda port: conftest.dnsmasq_argv(port, "--no-such-option")))
     assert failure.type is RuntimeError
     assert len(picks) == 1
